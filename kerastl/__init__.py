@@ -1,0 +1,47 @@
+"""kerastl: transfer learning for Keras 3 / TensorFlow.
+
+Build a model from a pretrained backbone with its preprocessing inside,
+freeze and unfreeze it by layer group, fine-tune it in two phases, search
+hyperparameters, and export it for TF Serving.
+
+Example:
+    >>> import kerastl as ktl
+    >>> model = ktl.build_classifier("efficientnet_lite0", num_classes=10)
+    >>> result = ktl.fine_tune(model, splits.train, splits.val)
+    >>> ktl.export_saved_model(result.model, name="clothes", class_names=splits.class_names)
+"""
+
+from kerastl import data
+from kerastl.backbones import BackboneSpec, backbone_spec, build_backbone, list_backbones
+from kerastl.errors import (
+    DataError,
+    KerastlError,
+    MissingExtraError,
+    UnsafeWeightsError,
+    UserInputError,
+    WeightsUnavailableError,
+)
+from kerastl.freezing import freeze, layer_groups, trainable_report, unfreeze
+from kerastl.models import build_classifier, build_regressor
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BackboneSpec",
+    "DataError",
+    "KerastlError",
+    "MissingExtraError",
+    "UnsafeWeightsError",
+    "UserInputError",
+    "WeightsUnavailableError",
+    "backbone_spec",
+    "build_backbone",
+    "build_classifier",
+    "build_regressor",
+    "data",
+    "freeze",
+    "layer_groups",
+    "list_backbones",
+    "trainable_report",
+    "unfreeze",
+]

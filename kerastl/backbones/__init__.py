@@ -1,0 +1,14 @@
+"""Backbones: the registry of specs, builders and pretrained weights."""
+
+from kerastl.backbones.builder import build_backbone
+from kerastl.backbones.preprocessing import Preprocess
+from kerastl.backbones.registry import BackboneSpec, backbone_spec, list_backbones, register
+
+__all__ = [
+    "BackboneSpec",
+    "Preprocess",
+    "backbone_spec",
+    "build_backbone",
+    "list_backbones",
+    "register",
+]

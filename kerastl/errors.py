@@ -1,0 +1,58 @@
+"""The few exception types users catch.
+
+Every kerastl error is a subclass of :class:`KerastlError` *and* of the
+built-in type a user would expect (``ValueError``, ``FileNotFoundError``,
+``ImportError``), so ``except ValueError`` keeps working.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class KerastlError(Exception):
+    """Base class of kerastl's own errors (the CLI turns these into exit 2)."""
+
+
+class UserInputError(KerastlError, ValueError):
+    """An argument, file or folder given by the user is not usable."""
+
+
+class WeightsUnavailableError(KerastlError, FileNotFoundError):
+    """Pretrained weights could not be found, downloaded or read."""
+
+
+class UnsafeWeightsError(KerastlError, ValueError):
+    """A weights file tried to do something other than rebuild tensors."""
+
+
+class DataError(KerastlError, ValueError):
+    """A dataset is empty, unreadable or inconsistent."""
+
+
+class MissingExtraError(KerastlError, ImportError):
+    """An optional dependency is missing; the message names the extra."""
+
+
+def close_matches(name: str, known: Iterable[str], n: int = 5) -> list[str]:
+    """Return up to ``n`` entries of ``known`` that look like ``name``."""
+    known = list(known)
+    matches = difflib.get_close_matches(name, known, n=n, cutoff=0.5)
+    if not matches:
+        lowered = name.lower().replace("-", "_")
+        matches = [k for k in known if lowered in k or k in lowered][:n]
+    return matches
+
+
+def require(module: str, extra: str, purpose: str):
+    """Import ``module`` lazily, or raise :class:`MissingExtraError` naming the extra."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:
+        raise MissingExtraError(
+            f"{purpose} needs the optional package '{module}'. "
+            f"Install it with: pip install 'kerastl[{extra}]'"
+        ) from err
