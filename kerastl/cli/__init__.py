@@ -1,0 +1,1 @@
+"""The ``kerastl`` command line: a thin shell over the library."""
