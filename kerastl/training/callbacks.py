@@ -1,0 +1,68 @@
+"""Callbacks used by ``fine_tune``."""
+
+from __future__ import annotations
+
+import math
+
+import keras
+
+
+class BestWeights(keras.callbacks.Callback):
+    """Remember the weights of the best epoch across phases (restore with :meth:`restore`).
+
+    Unlike ``EarlyStopping(restore_best_weights=True)`` it survives the
+    recompile between the head phase and the fine-tuning phase, and it tracks
+    the weights of the *full* model even while a head-only model trains on
+    cached features.
+
+    Args:
+        model_to_save: the full model whose weights are snapshotted.
+        monitor: metric to minimise (``"val_loss"``, falling back to ``"loss"``).
+    """
+
+    def __init__(self, model_to_save: keras.Model, monitor: str = "val_loss"):
+        super().__init__()
+        self.model_to_save = model_to_save
+        self.monitor = monitor
+        self.best = math.inf
+        self.best_epoch: int | None = None
+        self.best_logs: dict = {}
+        self._weights = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        value = logs.get(self.monitor, logs.get("loss"))
+        if value is None or not math.isfinite(float(value)):
+            return
+        if float(value) < self.best:
+            self.best = float(value)
+            self.best_epoch = epoch
+            self.best_logs = {k: float(v) for k, v in logs.items()}
+            self._weights = self.model_to_save.get_weights()
+
+    def restore(self) -> bool:
+        """Put the best weights back; returns False when no epoch was recorded."""
+        if self._weights is None:
+            return False
+        self.model_to_save.set_weights(self._weights)
+        return True
+
+
+class PhaseLogger(keras.callbacks.Callback):
+    """Collect per-epoch logs with the phase number and learning rate."""
+
+    def __init__(self, phase: int, rows: list[dict]):
+        super().__init__()
+        self.phase = phase
+        self.rows = rows
+
+    def on_epoch_end(self, epoch, logs=None):
+        row = {"epoch": int(epoch) + 1, "phase": self.phase}
+        row.update({k: float(v) for k, v in (logs or {}).items()})
+        optimizer = getattr(self.model, "optimizer", None)
+        if optimizer is not None and "learning_rate" not in row:
+            try:
+                row["learning_rate"] = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+            except (TypeError, ValueError):
+                pass
+        self.rows.append(row)
