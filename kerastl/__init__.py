@@ -23,12 +23,14 @@ from kerastl.errors import (
 )
 from kerastl.freezing import freeze, layer_groups, trainable_report, unfreeze
 from kerastl.models import build_classifier, build_regressor
+from kerastl.training import FineTuneResult, fine_tune
 
 __version__ = "0.1.0"
 
 __all__ = [
     "BackboneSpec",
     "DataError",
+    "FineTuneResult",
     "KerastlError",
     "MissingExtraError",
     "UnsafeWeightsError",
@@ -39,6 +41,7 @@ __all__ = [
     "build_classifier",
     "build_regressor",
     "data",
+    "fine_tune",
     "freeze",
     "layer_groups",
     "list_backbones",
