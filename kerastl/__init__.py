@@ -11,7 +11,7 @@ Example:
     >>> ktl.export_saved_model(result.model, name="clothes", class_names=splits.class_names)
 """
 
-from kerastl import data
+from kerastl import data, export
 from kerastl.backbones import BackboneSpec, backbone_spec, build_backbone, list_backbones
 from kerastl.errors import (
     DataError,
@@ -21,6 +21,7 @@ from kerastl.errors import (
     UserInputError,
     WeightsUnavailableError,
 )
+from kerastl.export import export_saved_model
 from kerastl.freezing import freeze, layer_groups, trainable_report, unfreeze
 from kerastl.models import build_classifier, build_regressor
 from kerastl.training import FineTuneResult, fine_tune
@@ -41,6 +42,8 @@ __all__ = [
     "build_classifier",
     "build_regressor",
     "data",
+    "export",
+    "export_saved_model",
     "fine_tune",
     "freeze",
     "layer_groups",

@@ -1,0 +1,302 @@
+"""``export_saved_model``: a Keras model in, a TF Serving version folder out.
+
+Layout (TF Serving's versioned layout)::
+
+    SavedModels/
+      models.config                    ModelServerConfig listing every model here
+      <name>/<version>/saved_model.pb  signatures serving_default, predict_images
+                      variables/
+                      assets/labels.txt
+                      assets.extra/tf_serving_warmup_requests
+                      assets.extra/kerastl.json
+
+A version is written to a hidden ``.incomplete-*`` folder next to it and
+renamed into place, so TF Serving's file poller never sees half a version.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import re
+import secrets
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+from kerastl.errors import UserInputError
+from kerastl.export import warmup as warmup_lib
+from kerastl.export.signatures import (
+    BYTES_INPUT,
+    IMAGES_INPUT,
+    ServingModule,
+    check_resize,
+    model_image_size,
+)
+from kerastl.models import task_of
+
+log = logging.getLogger(__name__)
+
+MODELS_CONFIG = "models.config"
+METADATA_FILE = "kerastl.json"
+LABELS_FILE = "labels.txt"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_LEFTOVER = re.compile(r"^\.(incomplete|replaced)-(\d+)-(\d+)-[0-9a-f]+$")
+
+
+def versions(model_dir: str | os.PathLike) -> list[int]:
+    """The complete versions (integer folders holding a ``saved_model.pb``), sorted."""
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        return []
+    return sorted(int(p.name) for p in model_dir.iterdir()
+                  if p.name.isdigit() and (p / "saved_model.pb").is_file())
+
+
+def resolve_version_dir(path: str | os.PathLike) -> Path:
+    """A version folder, or the latest version of a model folder.
+
+    Raises:
+        UserInputError: ``path`` is neither.
+    """
+    path = Path(path)
+    if (path / "saved_model.pb").is_file():
+        return path
+    found = versions(path)
+    if found:
+        return path / str(found[-1])
+    raise UserInputError(
+        f"{path} is not a SavedModel: expected a version folder holding saved_model.pb, or "
+        "a model folder with numbered versions (SavedModels/<name>/<version>/).")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_abandoned(model_dir: Path) -> None:
+    """Clean up after exports that were killed: drop half-written versions, and put back
+    a version that an interrupted overwrite had moved aside."""
+    for child in sorted(model_dir.iterdir()):
+        match = _LEFTOVER.match(child.name)
+        if not match or not child.is_dir() or _pid_alive(int(match.group(3))):
+            continue
+        kind, version = match.group(1), match.group(2)
+        if kind == "replaced" and not (model_dir / version).exists():
+            log.warning("Restoring %s/%s, moved aside by an interrupted export", model_dir, version)
+            os.rename(child, model_dir / version)
+            continue
+        log.info("Removing %s, left by an interrupted export", child)
+        shutil.rmtree(child, ignore_errors=True)
+
+
+def _check_class_names(class_names, task: str, num_outputs: int) -> list[str] | None:
+    if task == "regression":
+        if class_names is not None:
+            raise UserInputError("class_names was given but the model is a regressor "
+                                 "(linear outputs); leave class_names=None.")
+        return None
+    if class_names is None:
+        log.warning("No class_names given: the exported model names classes '0'..'%d'. "
+                    "Pass class_names=splits.class_names.", num_outputs - 1)
+        return [str(i) for i in range(num_outputs)]
+    if isinstance(class_names, str) or not isinstance(class_names, Sequence):
+        raise UserInputError(f"class_names must be a list of strings. Received: {class_names!r}")
+    names = [str(c) for c in class_names]
+    if len(names) != num_outputs:
+        raise UserInputError(
+            f"class_names has {len(names)} entries but the model has {num_outputs} outputs. "
+            "Pass the class names in label order (splits.class_names).")
+    if any(not n.strip() or "\n" in n for n in names):
+        raise UserInputError("class_names must be non-empty single-line strings. "
+                             f"Received: {names!r}")
+    return names
+
+
+def _check_version(version) -> int | None:
+    if version is None:
+        return None
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise UserInputError(f"version must be a positive int or None (next version). "
+                             f"Received: version={version!r}")
+    return version
+
+
+def write_models_config(base_dir: str | os.PathLike, serving_base_path: str | None = "/models",
+                        ) -> Path:
+    """Write ``base_dir/models.config`` (a ModelServerConfig text proto) listing every model.
+
+    Args:
+        base_dir: the export root holding ``<name>/<version>/`` folders.
+        serving_base_path: where ``base_dir`` is seen by the server (``/models``
+            inside the ``tensorflow/serving`` container when mounted there);
+            ``None`` writes absolute local paths.
+
+    Returns:
+        The path of the config file.
+    """
+    base_dir = Path(base_dir)
+    entries = []
+    for child in sorted(base_dir.iterdir()):
+        if child.is_dir() and _NAME.match(child.name) and versions(child):
+            root = (f"{serving_base_path.rstrip('/')}/{child.name}" if serving_base_path
+                    else str(child.resolve()))
+            entries.append("  config {\n"
+                           f"    name: {json.dumps(child.name)}\n"
+                           f"    base_path: {json.dumps(root)}\n"
+                           '    model_platform: "tensorflow"\n'
+                           "  }\n")
+    target = base_dir / MODELS_CONFIG
+    tmp = base_dir / f".{MODELS_CONFIG}.{os.getpid()}.tmp"
+    tmp.write_text("model_config_list {\n" + "".join(entries) + "}\n")
+    os.replace(tmp, target)
+    return target
+
+
+def export_saved_model(model: keras.Model, base_dir: str | os.PathLike = "SavedModels", *,
+                       name: str, version: int | None = None,
+                       class_names: Sequence[str] | None = None, warmup: bool = True,
+                       overwrite: bool = False, top_k: int = 5, example_images=None,
+                       image_size=None, resize: str = "stretch",
+                       serving_base_path: str | None = "/models") -> Path:
+    """Export a model for TF Serving: ``base_dir/name/<version>/``.
+
+    The ``serving_default`` signature takes a batch of encoded image files
+    (``tf.string``, what the REST API sends as ``{"b64": ...}``) and decodes,
+    resizes and preprocesses them in the graph; ``predict_images`` takes
+    float32 ``[0, 255]`` images of the model's size. Classifiers answer
+    ``probabilities``, ``classes`` (top-1 index), ``class_names`` (top-1
+    label), ``top_k_indices`` and ``top_k_scores``; regressors ``predictions``.
+
+    Args:
+        model: a built Keras model from float32 ``[0, 255]`` RGB images
+            (e.g. from :func:`ktl.build_classifier`).
+        base_dir: export root; ``models.config`` there is rewritten to list
+            every model in it.
+        name: the model's name (folder and TF Serving model name).
+        version: integer version; ``None`` takes the next free integer.
+        class_names: label of each output, in label order.
+        warmup: write ``assets.extra/tf_serving_warmup_requests`` (needs
+            ``kerastl[serving]``).
+        overwrite: replace an existing ``version`` (atomically) instead of refusing.
+        top_k: number of classes in ``top_k_indices``/``top_k_scores``.
+        example_images: images for the warmup requests: an array
+            ``(N, H, W, 3)``, a dataset, or image files/bytes (default:
+            synthetic images).
+        image_size: ``(height, width)`` for models with a dynamic input size.
+        resize: how ``serving_default`` resizes: ``"stretch"`` (the data
+            layer's default), ``"crop"`` or ``"pad"``.
+        serving_base_path: where the server sees ``base_dir`` (for models.config).
+
+    Returns:
+        The version folder, e.g. ``SavedModels/flowers/3``.
+
+    Raises:
+        UserInputError: bad name, version already exported (without
+            ``overwrite``), class names not matching the outputs, ...
+        MissingExtraError: ``warmup=True`` without tensorflow-serving-api.
+
+    Example:
+        >>> path = ktl.export_saved_model(model, name="flowers",
+        ...                               class_names=splits.class_names)
+    """
+    if not isinstance(model, keras.Model):
+        raise UserInputError(f"model must be a keras.Model. Received: {type(model).__name__}")
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise UserInputError(
+            "name must be a folder-safe model name (letters, digits, '_', '-', '.', not "
+            f"starting with '.' or '-'). Received: name={name!r}")
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+        raise UserInputError(f"top_k must be a positive int. Received: top_k={top_k!r}")
+    version = _check_version(version)
+    size = model_image_size(model, image_size)
+    check_resize(resize)
+    task = task_of(model)
+    num_outputs = int(model.output_shape[-1])
+    names = _check_class_names(class_names, task, num_outputs)
+    if warmup:
+        warmup_lib._serving_protos()  # fail before the slow part when the extra is missing
+
+    model_dir = Path(base_dir) / name
+    model_dir.mkdir(parents=True, exist_ok=True)
+    _remove_abandoned(model_dir)
+    if version is None:
+        existing = [int(p.name) for p in model_dir.iterdir() if p.name.isdigit()]
+        version = max(existing, default=0) + 1
+    final = model_dir / str(version)
+    if final.exists() and not overwrite:
+        raise UserInputError(
+            f"{final} already exists. Choose another version, leave version=None for the "
+            "next one, or pass overwrite=True (--overwrite) to replace it.")
+
+    token = f"{version}-{os.getpid()}-{secrets.token_hex(4)}"
+    staging = model_dir / f".incomplete-{token}"
+    try:
+        module = ServingModule(model, task=task, class_names=names, top_k=top_k,
+                               image_size=size, resize=resize)
+        with _quiet("absl", "tensorflow"):
+            tf.saved_model.save(module, str(staging), signatures=module.signatures())
+        (staging / "assets").mkdir(exist_ok=True)
+        if names is not None:
+            (staging / "assets" / LABELS_FILE).write_text("\n".join(names) + "\n")
+        extra = staging / "assets.extra"
+        extra.mkdir(exist_ok=True)
+        records = 0
+        if warmup:
+            examples = warmup_lib.example_bytes(example_images, size)
+            logs = warmup_lib.build_requests(name, examples, size, task=task, resize=resize)
+            records = warmup_lib.write_warmup_requests(extra / warmup_lib.WARMUP_FILE, logs)
+        metadata = {
+            "name": name, "version": version, "task": task, "image_size": list(size),
+            "resize": resize, "top_k": min(top_k, num_outputs), "class_names": names,
+            "inputs": {"serving_default": BYTES_INPUT, "predict_images": IMAGES_INPUT},
+            "warmup_records": records, "keras_model_name": model.name,
+            "tensorflow": tf.__version__, "keras": keras.__version__,
+        }
+        (extra / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
+        _move_into_place(staging, final, model_dir, token)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    write_models_config(base_dir, serving_base_path)
+    log.info("Exported %s (version %d, %s, %d warmup records)", final, version, task, records)
+    return final
+
+
+@contextlib.contextmanager
+def _quiet(*names: str):
+    """Hide the INFO chatter of TF's saver (renamed inputs, "Assets written to")."""
+    loggers = [logging.getLogger(n) for n in names]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(max(lg.getEffectiveLevel(), logging.WARNING))
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
+
+
+def _move_into_place(staging: Path, final: Path, model_dir: Path, token: str) -> None:
+    if final.exists():  # overwrite: swap in with two renames, drop the old one after
+        old = model_dir / f".replaced-{token}"
+        os.rename(final, old)
+        os.rename(staging, final)
+        shutil.rmtree(old, ignore_errors=True)
+        return
+    try:
+        os.rename(staging, final)
+    except OSError as err:
+        raise UserInputError(f"Could not move the export into {final} ({err}); another "
+                             "export may have taken this version. Export again.") from err

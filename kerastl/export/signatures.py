@@ -1,0 +1,202 @@
+"""The serving signatures: raw image bytes or float images in, named outputs out.
+
+Everything a client would otherwise have to re-implement (decoding, resizing,
+the backbone's preprocessing, top-k, label lookup) runs in the graph, so the
+exported SavedModel needs only TensorFlow to answer and gives the same numbers
+as the Keras model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import keras
+import tensorflow as tf
+
+from kerastl.errors import UserInputError
+
+BYTES_INPUT = "image_bytes"
+IMAGES_INPUT = "images"
+SERVING_SIGNATURE = "serving_default"
+IMAGES_SIGNATURE = "predict_images"
+RESIZE_MODES = ("stretch", "crop", "pad")
+CLASSIFIER_OUTPUTS = ("probabilities", "classes", "class_names", "top_k_indices",
+                      "top_k_scores")
+REGRESSOR_OUTPUTS = ("predictions",)
+
+# Magic numbers of the formats tf.io.decode_image reads (WebP is RIFF....WEBP).
+_MAGIC = ((0, b"\xff\xd8\xff"), (0, b"\x89PNG"), (0, b"GIF8"), (0, b"BM"), (8, b"WEBP"))
+
+
+def model_image_size(model: keras.Model, image_size=None) -> tuple[int, int]:
+    """``(height, width)`` of the model's input, or ``image_size`` when the model has none.
+
+    Raises:
+        UserInputError: the model does not take ``(batch, H, W, 3)`` images, or its
+            size is dynamic and no ``image_size`` was given.
+    """
+    shape = tuple(model.input_shape) if not isinstance(model.input_shape, list) else ()
+    if len(shape) != 4 or shape[-1] != 3:
+        raise UserInputError(
+            "Only models taking one batch of RGB images (batch, height, width, 3) can be "
+            f"exported for serving. Received: model.input_shape={model.input_shape!r}"
+        )
+    if image_size is not None:
+        size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+        if len(size) != 2 or any(s is not None and int(s) < 1 for s in size):
+            raise UserInputError(f"image_size must be an int or (height, width). "
+                                 f"Received: image_size={image_size!r}")
+        if any(m is not None and m != s for m, s in zip(shape[1:3], size, strict=True)):
+            raise UserInputError(f"image_size={image_size!r} does not match the model's input "
+                                 f"shape {shape!r}")
+        return int(size[0]), int(size[1])
+    if shape[1] is None or shape[2] is None:
+        raise UserInputError(
+            "The model accepts any image size, so the serving signature cannot know what to "
+            f"resize to. Pass image_size=(height, width). Received: input_shape={shape!r}"
+        )
+    return int(shape[1]), int(shape[2])
+
+
+def check_resize(resize: str) -> str:
+    if resize not in RESIZE_MODES:
+        raise UserInputError(
+            f"resize must be one of {', '.join(RESIZE_MODES)}. Received: resize={resize!r}"
+        )
+    return resize
+
+
+def _central_crop_to_aspect(image: tf.Tensor, size: tuple[int, int]) -> tf.Tensor:
+    shape = tf.shape(image)
+    h, w = tf.cast(shape[0], tf.float32), tf.cast(shape[1], tf.float32)
+    ratio = size[0] / size[1]
+    crop_h = tf.maximum(tf.cast(tf.round(tf.minimum(h, w * ratio)), tf.int32), 1)
+    crop_w = tf.maximum(tf.cast(tf.round(tf.minimum(w, h / ratio)), tf.int32), 1)
+    top = (shape[0] - crop_h) // 2
+    left = (shape[1] - crop_w) // 2
+    return image[top:top + crop_h, left:left + crop_w]
+
+
+def resize_image(image: tf.Tensor, size: tuple[int, int], resize: str = "stretch") -> tf.Tensor:
+    """Resize one decoded ``uint8 (H, W, 3)`` image the way kerastl's data layer does.
+
+    Bilinear ``tf.image.resize`` (antialias off), rounded back to ``uint8`` as
+    the training pipeline caches it, returned as ``float32`` in ``[0, 255]``.
+    ``"crop"`` first cuts the central window of the target aspect ratio,
+    ``"pad"`` fits the image inside and pads with black.
+    """
+    if resize == "crop":
+        image = _central_crop_to_aspect(image, size)
+    if resize == "pad":
+        out = tf.image.resize_with_pad(tf.cast(image, tf.float32), size[0], size[1])
+    else:
+        out = tf.image.resize(image, size, method="bilinear", antialias=False)
+    out = tf.cast(tf.cast(tf.clip_by_value(tf.round(out), 0.0, 255.0), tf.uint8), tf.float32)
+    return tf.ensure_shape(out, [size[0], size[1], 3])
+
+
+def _looks_like_image(data: tf.Tensor) -> tf.Tensor:
+    checks = [tf.equal(tf.strings.substr(data, offset, len(magic)), magic)
+              for offset, magic in _MAGIC]
+    return tf.reduce_any(tf.stack(checks))
+
+
+def decode_images(image_bytes: tf.Tensor, size: tuple[int, int], resize: str = "stretch",
+                  input_name: str = BYTES_INPUT) -> tf.Tensor:
+    """Decode a ``[batch]`` string tensor of JPEG/PNG/GIF/BMP/WebP files to float32 images.
+
+    A string that is not an encoded image fails with ``InvalidArgumentError``
+    naming the input and the index of the bad item, before anything is decoded.
+    """
+
+    def one(args):
+        index, data = args
+        message = tf.strings.format(
+            "Input '{}' item {} is not an encoded JPEG, PNG, GIF, BMP or WebP image ({} "
+            "bytes, starting {}). Send the raw bytes of the image file (base64 in JSON: "
+            '{{"b64": "..."}}), not decoded pixels or a file name.',
+            [input_name, index, tf.strings.length(data),
+             tf.strings.substr(data, 0, 8)])
+        check = tf.debugging.Assert(_looks_like_image(data), [message])
+        with tf.control_dependencies([check]):
+            image = tf.io.decode_image(data, channels=3, expand_animations=False,
+                                       dtype=tf.uint8)
+        image.set_shape([None, None, 3])
+        return resize_image(image, size, resize)
+
+    count = tf.shape(image_bytes, out_type=tf.int64)[0]
+    images = tf.map_fn(one, (tf.range(count), image_bytes), parallel_iterations=8,
+                       fn_output_signature=tf.TensorSpec([size[0], size[1], 3], tf.float32))
+    return tf.ensure_shape(images, [None, size[0], size[1], 3])
+
+
+class ServingModule(tf.Module):
+    """A ``tf.Module`` holding the model's variables and the two serving functions.
+
+    Args:
+        model: a built ``keras.Model`` from float32 ``[0, 255]`` RGB images.
+        task: ``"multiclass"``, ``"multilabel"`` or ``"regression"``.
+        class_names: one name per output (classifiers only).
+        top_k: how many classes ``top_k_indices``/``top_k_scores`` hold
+            (capped at the number of classes).
+        image_size: ``(height, width)`` the bytes signature resizes to.
+        resize: ``"stretch"``, ``"crop"`` or ``"pad"`` (as the data layer's ``resize``).
+    """
+
+    def __init__(self, model: keras.Model, *, task: str, class_names: Sequence[str] | None,
+                 top_k: int, image_size: tuple[int, int], resize: str = "stretch"):
+        super().__init__(name="kerastl_serving")
+        # The Keras model itself is not tracked (the SavedModel must not need Keras to
+        # load); its variables are, so they are saved and restored.
+        self._setattr_tracking = False
+        self._model = model
+        self._setattr_tracking = True
+        self.model_variables = list(model.variables)
+        self._task = task
+        self._size = tuple(image_size)
+        self._resize = check_resize(resize)
+        self._num_outputs = int(model.output_shape[-1])
+        self._top_k = min(int(top_k), self._num_outputs)
+        if task != "regression":
+            self.class_name_table = tf.Variable(list(class_names), trainable=False,
+                                                dtype=tf.string, name="class_names")
+        height, width = self._size
+        self.predict_images = tf.function(
+            self._predict_images, autograph=False,
+            input_signature=[tf.TensorSpec([None, height, width, 3], tf.float32,
+                                           name=IMAGES_INPUT)])
+        self.serving_default = tf.function(
+            self._serving_default, autograph=False,
+            input_signature=[tf.TensorSpec([None], tf.string, name=BYTES_INPUT)])
+
+    def _outputs(self, images: tf.Tensor) -> dict[str, tf.Tensor]:
+        # Keras layers fail on an empty batch (BatchNorm broadcast), so answer it directly.
+        scores = tf.cond(
+            tf.shape(images)[0] > 0,
+            lambda: tf.cast(self._model(images, training=False), tf.float32),
+            lambda: tf.zeros([0, self._num_outputs], tf.float32))
+        scores = tf.ensure_shape(scores, [None, self._num_outputs])
+        if self._task == "regression":
+            return {"predictions": scores}
+        top_scores, top_indices = tf.math.top_k(scores, k=self._top_k)
+        classes = tf.cast(top_indices[:, 0], tf.int64)
+        return {
+            "probabilities": scores,
+            "classes": classes,
+            "class_names": tf.gather(self.class_name_table, classes),
+            "top_k_indices": top_indices,
+            "top_k_scores": top_scores,
+        }
+
+    def _predict_images(self, images):
+        return self._outputs(images)
+
+    def _serving_default(self, image_bytes):
+        return self._outputs(decode_images(image_bytes, self._size, self._resize))
+
+    def signatures(self) -> dict:
+        """The concrete functions to save, keyed by signature name."""
+        return {
+            SERVING_SIGNATURE: self.serving_default.get_concrete_function(),
+            IMAGES_SIGNATURE: self.predict_images.get_concrete_function(),
+        }
