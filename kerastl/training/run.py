@@ -1,0 +1,127 @@
+"""A whole training run: build, fine-tune, evaluate, and write model, report and plots.
+
+This is the library function behind ``kerastl train`` and ``kerastl demo``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pathlib
+import tempfile
+import time
+
+import keras
+
+from kerastl.errors import UserInputError
+from kerastl.models import build_classifier
+from kerastl.reports.plots import plot_confusion_matrix, plot_history
+from kerastl.reports.report import classification_metrics, environment, predict_dataset, write_json
+from kerastl.training.fine_tune import fine_tune
+
+log = logging.getLogger(__name__)
+
+MODEL_FILE = "model.keras"
+
+
+def next_free_dir(base: str | os.PathLike) -> pathlib.Path:
+    """``base`` if it does not exist yet, else ``base-2``, ``base-3``, ..."""
+    base = pathlib.Path(base)
+    if not base.exists():
+        return base
+    i = 2
+    while pathlib.Path(f"{base}-{i}").exists():
+        i += 1
+    return pathlib.Path(f"{base}-{i}")
+
+
+def prepare_output(output: str | os.PathLike, *, overwrite: bool = False) -> pathlib.Path:
+    """Create ``output``; refuse to replace a trained model there unless ``overwrite``."""
+    output = pathlib.Path(output)
+    if output.exists() and not output.is_dir():
+        raise UserInputError(f"--output {output} exists and is not a folder")
+    if (output / MODEL_FILE).exists() and not overwrite:
+        raise UserInputError(
+            f"{output} already holds a trained model ({MODEL_FILE}); choose another "
+            "--output or pass --overwrite to replace it"
+        )
+    output.mkdir(parents=True, exist_ok=True)
+    return output
+
+
+def save_model_atomically(model: keras.Model, path: str | os.PathLike) -> pathlib.Path:
+    """Save ``model`` to ``path`` via a temporary file, so a crash never leaves half a file."""
+    path = pathlib.Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".keras")
+    os.close(fd)
+    try:
+        model.save(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def train_and_report(splits, *, backbone: str, output: str | os.PathLike, weights="imagenet",
+                     head_epochs: int = 3, epochs: int = 10, learning_rate: float = 1e-3,
+                     fine_tune_learning_rate: float = 1e-4, unfreeze: dict | None = None,
+                     dropout: float = 0.2, hidden_units=(), overwrite: bool = False,
+                     verbose="auto", config: dict | None = None, **fine_tune_kwargs) -> dict:
+    """Fine-tune a classifier on ``splits`` and write everything a user wants to keep.
+
+    Writes into ``output``: ``model.keras``, ``report.json`` (config, history,
+    validation/test metrics with per-class precision/recall/F1, timings,
+    versions, skipped files), ``curves.png`` and ``confusion_matrix.png``.
+
+    Returns:
+        The report as a dict (also written to ``report.json``).
+    """
+    from kerastl.backbones.builder import build_backbone
+
+    output = prepare_output(output, overwrite=overwrite)
+    started = time.perf_counter()
+    if splits.image_size is None:
+        raise UserInputError("The data splits do not say their image size")
+    model = build_classifier(
+        build_backbone(backbone, weights=weights, image_size=splits.image_size),
+        len(splits.class_names), dropout=dropout, hidden_units=tuple(hidden_units),
+    )
+    result = fine_tune(model, splits.train, splits.val, head_epochs=head_epochs, epochs=epochs,
+                       learning_rate=learning_rate,
+                       fine_tune_learning_rate=fine_tune_learning_rate, unfreeze=unfreeze,
+                       verbose=verbose, **fine_tune_kwargs)
+    report = {
+        "backbone": backbone,
+        "weights": str(weights),
+        "class_names": list(splits.class_names),
+        "counts": dict(splits.counts),
+        "config": dict(config or {}),
+        "history": result.history,
+        "best_epoch": result.best_val_metrics,
+        "cached_features": result.cached_features,
+        "skipped_files": [list(item) for item in splits.skipped],
+        "environment": environment(),
+    }
+    evaluation_split = None
+    for split_name in ("val", "test"):
+        dataset = getattr(splits, split_name)
+        if dataset is None:
+            continue
+        probs, labels = predict_dataset(result.model, dataset)
+        report[f"{split_name}_metrics"] = classification_metrics(probs, labels,
+                                                                 splits.class_names)
+        evaluation_split = split_name
+    model_path = save_model_atomically(result.model, output / MODEL_FILE)
+    files = {"model": model_path, "report": output / "report.json"}
+    files["curves"] = plot_history(result.history, output / "curves.png",
+                                   title=f"{backbone}: training curves")
+    if evaluation_split:
+        files["confusion_matrix"] = plot_confusion_matrix(
+            report[f"{evaluation_split}_metrics"]["confusion_matrix"], splits.class_names,
+            output / "confusion_matrix.png",
+            title=f"Confusion matrix ({evaluation_split} split)")
+    report["timings"] = dict(result.timings, total=time.perf_counter() - started)
+    report["files"] = {k: os.fspath(v) for k, v in files.items()}
+    write_json(report, output / "report.json")
+    return report
