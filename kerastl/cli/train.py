@@ -1,0 +1,118 @@
+"""``kerastl train DATA_DIR``: fine-tune a classifier on an image folder."""
+
+from __future__ import annotations
+
+import pathlib
+
+from kerastl.errors import UserInputError
+
+# Defaults are defined once here and reused as flag defaults.
+DEFAULTS = {
+    "backbone": "efficientnet_lite0",
+    "batch_size": 32,
+    "head_epochs": 3,
+    "epochs": 10,
+    "learning_rate": 1e-3,
+    "fine_tune_learning_rate": 1e-4,
+    "validation_split": 0.2,
+    "dropout": 0.2,
+    "seed": 1337,
+}
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "train", help="fine-tune a classifier on an image folder",
+        description="Fine-tune a pretrained backbone on DATA_DIR (one subfolder per class, "
+                    "or train/ val/ test/ subfolders). Writes model.keras, report.json, "
+                    "curves.png and confusion_matrix.png into --output.")
+    p.add_argument("data_dir", metavar="DATA_DIR", help="image folder")
+    p.add_argument("--backbone", default=DEFAULTS["backbone"],
+                   help="registry name or hub:<handle> (default: %(default)s)")
+    p.add_argument("--weights", default="imagenet",
+                   help="'imagenet', 'none' or a weights file (default: %(default)s)")
+    p.add_argument("--image-size", type=int, default=None,
+                   help="input size in px (default: the backbone's native size)")
+    p.add_argument("--batch-size", type=int, default=DEFAULTS["batch_size"])
+    p.add_argument("--head-epochs", type=int, default=DEFAULTS["head_epochs"],
+                   help="phase 1: epochs training only the head (default: %(default)s)")
+    p.add_argument("--epochs", type=int, default=DEFAULTS["epochs"],
+                   help="phase 2: epochs fine-tuning the unfrozen top (default: %(default)s)")
+    p.add_argument("--lr", type=float, default=DEFAULTS["learning_rate"],
+                   help="phase-1 learning rate (default: %(default)s)")
+    p.add_argument("--ft-lr", type=float, default=DEFAULTS["fine_tune_learning_rate"],
+                   help="phase-2 learning rate (default: %(default)s)")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--unfreeze-groups", type=int, default=None,
+                       help="phase 2 unfreezes the top N layer groups (default: all)")
+    group.add_argument("--unfreeze-fraction", type=float, default=None,
+                       help="phase 2 unfreezes the top fraction of layers")
+    group.add_argument("--unfreeze-from", default=None, metavar="LAYER",
+                       help="phase 2 unfreezes LAYER and everything above")
+    p.add_argument("--train-bn", action="store_true",
+                   help="also train BatchNorm in phase 2 (default: frozen, inference mode)")
+    p.add_argument("--validation-split", type=float, default=DEFAULTS["validation_split"])
+    p.add_argument("--augment", default=None,
+                   help="augmentation policy: none, light, default, strong")
+    p.add_argument("--dropout", type=float, default=DEFAULTS["dropout"])
+    p.add_argument("--optimizer", default="adam",
+                   help="adam, adamw, sgd, rmsprop or adagrad (default: %(default)s)")
+    p.add_argument("--patience", type=int, default=3,
+                   help="early-stopping patience per phase (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=DEFAULTS["seed"])
+    p.add_argument("--output", default=None,
+                   help="output folder (default: runs/<backbone>, next free name)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a model already in --output")
+    p.set_defaults(func=run)
+
+
+def unfreeze_options(args) -> dict:
+    options = {"train_bn": bool(args.train_bn)}
+    if args.unfreeze_groups is not None:
+        options["groups"] = args.unfreeze_groups
+    elif args.unfreeze_fraction is not None:
+        options["fraction"] = args.unfreeze_fraction
+    elif args.unfreeze_from is not None:
+        options["from_layer"] = args.unfreeze_from
+    return options
+
+
+def run(args) -> int:
+    data_dir = pathlib.Path(args.data_dir)
+    if not data_dir.exists():
+        raise UserInputError(f"DATA_DIR {data_dir} does not exist")
+    if not data_dir.is_dir():
+        raise UserInputError(f"DATA_DIR {data_dir} is not a folder")
+    import keras
+
+    import kerastl as ktl
+    from kerastl.training.run import next_free_dir, train_and_report
+
+    spec = ktl.backbone_spec(args.backbone)
+    weights = None if str(args.weights).lower() == "none" else args.weights
+    size = args.image_size or spec.default_image_size
+    keras.utils.set_random_seed(args.seed)
+    splits = ktl.data.image_folder(data_dir, image_size=(size, size), batch_size=args.batch_size,
+                                   validation_split=args.validation_split, seed=args.seed,
+                                   augment=args.augment)
+    output = args.output or next_free_dir(f"runs/{spec.name}")
+    config = {k: (str(v) if isinstance(v, pathlib.Path) else v)
+              for k, v in vars(args).items() if k != "func"}
+    report = train_and_report(
+        splits, backbone=args.backbone, output=output, weights=weights,
+        head_epochs=args.head_epochs, epochs=args.epochs, learning_rate=args.lr,
+        fine_tune_learning_rate=args.ft_lr, unfreeze=unfreeze_options(args),
+        dropout=args.dropout, overwrite=args.overwrite, config=config,
+        optimizer=args.optimizer, patience=args.patience,
+    )
+    for split in ("test", "val"):
+        if f"{split}_metrics" in report:
+            print(f"{split} accuracy: {report[f'{split}_metrics']['accuracy']:.4f} on "
+                  f"{report[f'{split}_metrics']['examples']} images")
+            break
+    if report["skipped_files"]:
+        print(f"skipped {len(report['skipped_files'])} unreadable files (listed in report.json)")
+    for key, path in report["files"].items():
+        print(f"  {key:<17}{path}")
+    return 0
