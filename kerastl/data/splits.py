@@ -1,10 +1,15 @@
-"""The :class:`Splits` container returned by every data source."""
+"""The :class:`Splits` container returned by every data source, and the split rule."""
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Hashable, Sequence
+from typing import Any
 
+import numpy as np
 import tensorflow as tf
+
+from kerastl.errors import UserInputError
 
 
 @dataclasses.dataclass
@@ -20,6 +25,12 @@ class Splits:
         counts: number of examples per split, e.g. ``{"train": 800, "val": 200}``.
         image_size: ``(height, width)`` of the images.
         augmented: True when ``train`` applies random augmentation.
+        label_mode: ``"int"`` (int32 class index), ``"multi_hot"`` (int32
+            vector, multi-label) or ``"one_hot"`` (float32 soft labels, after
+            MixUp/CutMix in the training pipeline; val/test stay ``"int"``).
+        class_counts: examples per class in ``train`` (index = label).
+        augmentation: with ``augment_on="model"``, the ``keras.Sequential`` of
+            augmentation layers to put at the start of the model; else None.
     """
 
     train: tf.data.Dataset
@@ -30,7 +41,73 @@ class Splits:
     counts: dict[str, int] = dataclasses.field(default_factory=dict)
     image_size: tuple[int, int] | None = None
     augmented: bool = False
+    label_mode: str = "int"
+    class_counts: list[int] = dataclasses.field(default_factory=list)
+    augmentation: Any = None
 
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+
+def check_fraction(validation_split: float) -> float:
+    """Return ``validation_split`` as a float in ``[0, 1)`` or raise a clear error."""
+    try:
+        value = float(validation_split)
+    except (TypeError, ValueError):
+        value = -1.0
+    if not 0.0 <= value < 1.0:
+        raise UserInputError(
+            "validation_split must be a number in [0, 1). "
+            f"Received: validation_split={validation_split!r}"
+        )
+    return value
+
+
+def stratified_split(keys: Sequence[Hashable], fraction: float,
+                     seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Split example indices into train and validation, class by class.
+
+    Each stratum (examples sharing a key, e.g. a class label) is shuffled by a
+    generator seeded with ``seed`` and cut; the per-stratum validation counts
+    are apportioned by largest remainder so the total is ``round(n * fraction)``
+    and every stratum keeps at least one training example. The result depends
+    only on ``keys`` (in order), ``fraction`` and ``seed``.
+
+    Args:
+        keys: one stratum key per example.
+        fraction: share of examples that go to validation, in ``[0, 1)``.
+        seed: seed of the shuffle.
+
+    Returns:
+        ``(train_indices, val_indices)``, each sorted ascending, disjoint.
+    """
+    n = len(keys)
+    if fraction <= 0 or n == 0:
+        return np.arange(n), np.zeros(0, dtype=np.int64)
+    strata: dict = {}
+    for i, key in enumerate(keys):
+        strata.setdefault(key, []).append(i)
+    order = sorted(strata, key=repr)
+    sizes = np.array([len(strata[k]) for k in order])
+    ideal = sizes * fraction
+    take = np.floor(ideal).astype(int)
+    caps = np.maximum(sizes - 1, 0)
+    take = np.minimum(take, caps)
+    remaining = int(round(n * fraction)) - int(take.sum())
+    # Largest fractional part first; ties go to the earlier stratum.
+    for j in sorted(range(len(order)), key=lambda j: (-(ideal[j] - np.floor(ideal[j])), j)):
+        if remaining <= 0:
+            break
+        if take[j] < caps[j]:
+            take[j] += 1
+            remaining -= 1
+    rng = np.random.default_rng(seed)
+    val: list[int] = []
+    for key, count in zip(order, take, strict=True):
+        members = np.array(strata[key])
+        val.extend(rng.permutation(members)[:count].tolist())
+    val_idx = np.array(sorted(val), dtype=np.int64)
+    train_mask = np.ones(n, dtype=bool)
+    train_mask[val_idx] = False
+    return np.flatnonzero(train_mask), val_idx

@@ -1,0 +1,276 @@
+"""``image_folder``: a folder of images on disk to train/val/test datasets."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import numpy as np
+
+from kerastl.data import augment as augment_lib
+from kerastl.data import decode, pipeline, validate
+from kerastl.data.labels_csv import read_labels_csv
+from kerastl.data.splits import Splits, check_fraction, stratified_split
+from kerastl.errors import DataError, UserInputError
+
+log = logging.getLogger(__name__)
+
+_SPLIT_DIRS = {"train": ("train", "training"), "val": ("val", "valid", "validation"),
+               "test": ("test", "testing")}
+_AUTO_PROGRESS_FILES = 5000
+
+
+def _hidden(name: str) -> bool:
+    return name.startswith(".") or name.startswith("__")
+
+
+def _walk(folder: str, follow_links: bool) -> list[str]:
+    """All non-hidden files under ``folder``, sorted."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=follow_links):
+        dirnames[:] = sorted(d for d in dirnames if not _hidden(d))
+        found.extend(os.path.join(dirpath, f) for f in sorted(filenames) if not _hidden(f))
+    return found
+
+
+def _is_image_name(path: str) -> bool:
+    return os.path.splitext(path)[1].lower() in validate.IMAGE_EXTENSIONS
+
+
+def _class_dirs(folder: str) -> list[str]:
+    return sorted(e.name for e in os.scandir(folder) if e.is_dir() and not _hidden(e.name))
+
+
+def _find_split_dirs(root: str) -> dict[str, str]:
+    entries = {e.name.lower(): e.path for e in os.scandir(root) if e.is_dir()}
+    found = {}
+    for split, names in _SPLIT_DIRS.items():
+        for name in names:
+            if name in entries:
+                found[split] = entries[name]
+                break
+    return found if "train" in found else {}
+
+
+def _list_class_folder(folder: str, class_names: list[str], follow_links: bool,
+                       skipped: list) -> tuple[list[str], list[int]]:
+    """``(paths, labels)`` of image-named files under ``folder/<class>/``."""
+    index = {c: i for i, c in enumerate(class_names)}
+    paths, labels = [], []
+    for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+        if _hidden(entry.name):
+            continue
+        if entry.is_file():
+            skipped.append((entry.path, "not inside a class subfolder"))
+            continue
+        if entry.name not in index:
+            raise DataError(
+                f"Class folder {entry.path!r} is not among the training classes "
+                f"{class_names}. Every split needs the same class subfolders."
+            )
+        for path in _walk(entry.path, follow_links):
+            if _is_image_name(path):
+                paths.append(path)
+                labels.append(index[entry.name])
+            else:
+                skipped.append((path, _unsupported(path)))
+    return paths, labels
+
+
+def _unsupported(path: str) -> str:
+    ext = os.path.splitext(path)[1] or "(no extension)"
+    return (f"unsupported file type {ext!r} (images must be one of "
+            f"{', '.join(validate.IMAGE_EXTENSIONS)})")
+
+
+def _from_csv(root, labels_csv, follow_links, skipped):
+    rows, class_names = read_labels_csv(labels_csv, root)
+    index = {c: i for i, c in enumerate(class_names)}
+    listed = set()
+    table = {"train": ([], []), "val": ([], []), "test": ([], [])}
+    has_split = any(split for _, _, split in rows)
+    for path, tags, split in rows:
+        listed.add(path)
+        if not os.path.isfile(path):
+            skipped.append((path, "listed in labels_csv but the file does not exist"))
+            continue
+        hot = np.zeros(len(class_names), dtype=np.int32)
+        hot[[index[t] for t in tags]] = 1
+        table[split or "train"][0].append(path)
+        table[split or "train"][1].append(hot)
+    csv_abs = os.path.abspath(labels_csv if os.path.isabs(labels_csv)
+                              else os.path.join(root, labels_csv))
+    for path in _walk(root, follow_links):
+        norm = os.path.normpath(path)
+        if norm not in listed and os.path.abspath(path) != csv_abs and _is_image_name(path):
+            skipped.append((path, "image not listed in labels_csv"))
+    return table, class_names, has_split
+
+
+def _validated(paths, labels, skipped, max_pixels, verbose):
+    checked, bad = validate.check_files(paths, max_pixels=max_pixels, verbose=verbose)
+    skipped.extend(bad)
+    keep = [i for i, c in enumerate(checked) if c is not None]
+    return ([checked[i].path for i in keep], [checked[i].inline for i in keep],
+            [labels[i] for i in keep])
+
+
+def image_folder(path: str | os.PathLike, *, image_size, batch_size: int = 32,
+                 validation_split: float = 0.2, seed: int = 1337, augment=None,
+                 resize: str = "stretch", cache="auto", labels_csv: str | None = None,
+                 shuffle: bool = True, deterministic: bool = False,
+                 augment_on: str = "data", max_pixels: int = validate.DEFAULT_MAX_PIXELS,
+                 follow_links: bool = False, verbose="auto") -> Splits:
+    """Load a folder of images as train/val/test datasets, skipping bad files.
+
+    Layouts: ``path/<class>/<image>`` (a seeded stratified validation split is
+    cut from it); or ``path/train/<class>/...`` with optional ``val/`` (or
+    ``valid/``, ``validation/``) and ``test/``; or any files listed in a
+    ``labels_csv`` (multi-label). Class names are the sorted folder names.
+
+    Every file is checked up front, in parallel: a cheap header check first
+    (a file declaring more than ``max_pixels`` is refused without decoding it),
+    then one decode. Unreadable files are logged and listed in
+    ``Splits.skipped`` with the reason; greyscale, RGBA, CMYK, palette, 16-bit
+    and animated (first frame) images are converted to RGB and kept.
+
+    Args:
+        path: the root folder.
+        image_size: int or ``(height, width)`` of the output images.
+        batch_size: examples per batch.
+        validation_split: fraction of the training files used for validation
+            when the folder has no ``val/``; 0 for none.
+        seed: seed of the split, the shuffle and the augmentation.
+        augment: ``None``, a policy (``"light"``, ``"default"``, ``"strong"``) or a
+            dict of options (see :mod:`kerastl.data.augment`); training only.
+        resize: ``"stretch"``, ``"crop"`` (central), ``"pad"`` or ``"random_crop"``
+            (random window in training, central in val/test).
+        cache: ``"auto"`` (memory when the decoded images fit in 2 GiB), ``True``,
+            ``False`` or a file prefix for an on-disk cache.
+        labels_csv: CSV of ``filename,labels`` (or one 0/1 column per class) for
+            multi-label data; labels become int32 multi-hot vectors.
+        shuffle: shuffle the training set each epoch.
+        deterministic: keep a reproducible element order (slower); the split
+            itself is always reproducible.
+        augment_on: ``"data"`` (in tf.data, on the CPU) or ``"model"`` (no
+            augmentation in the pipeline; ``Splits.augmentation`` holds the
+            Keras layers to put in the model).
+        max_pixels: refuse images declaring more pixels (decompression bombs).
+        follow_links: follow symbolic links to folders.
+        verbose: progress bar for the file check; ``"auto"`` shows it above
+            5000 files.
+
+    Returns:
+        :class:`Splits`; ``test`` is None unless the folder has ``test/``.
+
+    Raises:
+        ValueError: bad arguments, no class folders, or no readable image.
+
+    Example:
+        >>> splits = ktl.data.image_folder("flowers/", image_size=224, augment="light")
+        >>> splits.class_names, splits.counts, splits.skipped
+    """
+    root = os.fspath(path)
+    if not os.path.isdir(root):
+        raise UserInputError(f"Image folder not found or not a folder: {root!r}")
+    size = decode.check_image_size(image_size)
+    decode.check_resize_mode(resize)
+    fraction = check_fraction(validation_split)
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise UserInputError(f"batch_size must be a positive int. Received: {batch_size!r}")
+    if augment_on not in ("data", "model"):
+        raise UserInputError(f"augment_on must be 'data' or 'model'. Received: {augment_on!r}")
+    augment_lib.resolve_options(augment)  # fail fast on a bad policy
+
+    skipped: list[tuple[str, str]] = []
+    if labels_csv is not None:
+        table, class_names, has_split = _from_csv(root, labels_csv, follow_links, skipped)
+        label_mode = "multi_hot"
+        cut_val = not has_split or not table["val"][0]
+    else:
+        split_dirs = _find_split_dirs(root)
+        class_root = split_dirs.get("train", root)
+        class_names = _class_dirs(class_root)
+        if not class_names:
+            raise DataError(
+                f"No class subfolders in {class_root!r}. Expected {root}/<class>/<image> "
+                f"or {root}/train/<class>/<image>, or pass labels_csv= for multi-label data."
+            )
+        table = {}
+        for split in ("train", "val", "test"):
+            folder = split_dirs.get(split, root if split == "train" else None)
+            if folder is None:
+                table[split] = ([], [])
+                continue
+            table[split] = _list_class_folder(folder, class_names, follow_links, skipped)
+        label_mode = "int"
+        cut_val = "val" not in split_dirs
+
+    total = sum(len(p) for p, _ in table.values()) + len(skipped)
+    show = total > _AUTO_PROGRESS_FILES if verbose == "auto" else bool(verbose)
+    files = {}
+    for split, (paths, labels) in table.items():
+        files[split] = _validated(paths, labels, skipped, max_pixels, show)
+    validate.log_skipped(skipped, total)
+
+    train_paths, train_inline, train_labels = files["train"]
+    if not train_paths:
+        raise DataError(
+            f"No readable training image in {root!r} ({len(skipped)} file(s) skipped; "
+            "see the log for reasons)."
+        )
+    if cut_val and fraction > 0:
+        keys = ([tuple(np.flatnonzero(y)) for y in train_labels] if label_mode == "multi_hot"
+                else train_labels)
+        tr, va = stratified_split(keys, fraction, seed)
+        files["val"] = ([train_paths[i] for i in va], [train_inline[i] for i in va],
+                        [train_labels[i] for i in va])
+        files["train"] = ([train_paths[i] for i in tr], [train_inline[i] for i in tr],
+                          [train_labels[i] for i in tr])
+    return _make_splits(files, class_names, skipped, size, batch_size, seed, augment, resize,
+                        cache, shuffle, deterministic, augment_on, label_mode)
+
+
+def _make_splits(files, class_names, skipped, size, batch_size, seed, augment, resize, cache,
+                 shuffle, deterministic, augment_on, label_mode) -> Splits:
+    datasets, counts = {}, {}
+    augmented = False
+    num_classes = len(class_names)
+    for split in ("train", "val", "test"):
+        paths, inline, labels = files[split]
+        if not paths:
+            datasets[split] = None
+            continue
+        training = split == "train"
+        if label_mode == "int":
+            label_array = np.asarray(labels, dtype=np.int32)
+        else:
+            label_array = np.stack(labels).astype(np.int32)
+        ds = pipeline.files_dataset(paths, inline, label_array, image_size=size, resize=resize,
+                                    training=training, shuffle=shuffle, seed=seed,
+                                    deterministic=deterministic)
+        ds, aug = pipeline.finish(
+            ds, num_examples=len(paths), image_size=size, resize=resize, batch_size=batch_size,
+            training=training, cache=cache, split=split, shuffle=shuffle, seed=seed,
+            deterministic=deterministic, augment=augment if augment_on == "data" else None,
+            num_classes=num_classes)
+        datasets[split] = ds
+        counts[split] = len(paths)
+        augmented = augmented or aug
+        if training:
+            if label_mode == "int":
+                class_counts = np.bincount(label_array, minlength=num_classes).tolist()
+            else:
+                class_counts = label_array.sum(axis=0).astype(int).tolist()
+    empty = [c for c, n in zip(class_names, class_counts, strict=True) if n == 0]
+    if empty:
+        log.warning("No training image for class(es) %s.", empty)
+    splits = Splits(train=datasets["train"], val=datasets["val"], test=datasets["test"],
+                    class_names=list(class_names), skipped=skipped, counts=counts,
+                    image_size=size, augmented=augmented, label_mode=label_mode,
+                    class_counts=class_counts)
+    if augment_on == "data" and augment_lib.mixes_labels(augment):
+        splits.label_mode = "one_hot"
+    if augment_on == "model" and augment_lib.resolve_options(augment):
+        splits.augmentation = augment_lib.augmentation_layers(augment, seed=seed)
+    return splits

@@ -1,0 +1,109 @@
+"""The shared ``tf.data`` recipe: decode -> cache -> shuffle -> batch -> augment -> prefetch."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from kerastl.data import augment as augment_lib
+from kerastl.data import decode
+from kerastl.errors import UserInputError
+
+log = logging.getLogger(__name__)
+
+# cache="auto" keeps the decoded uint8 images in memory up to this size.
+AUTO_CACHE_BYTES = 2 * 1024**3
+SHUFFLE_BUFFER = 2048
+
+
+def resolve_cache(cache, num_examples: int, image_size: tuple[int, int], resize: str,
+                  split: str) -> str | None:
+    """Return ``""`` (memory), a file prefix, or ``None`` (no cache)."""
+    if cache is False or cache is None:
+        return None
+    if cache == "auto":
+        h, w = decode.cache_size(image_size, resize)
+        need = num_examples * h * w * 3
+        if need > AUTO_CACHE_BYTES:
+            log.info("Not caching the %s split in memory (%.1f GiB of images); pass "
+                     "cache='<file prefix>' to cache it on disk.", split, need / 1024**3)
+            return None
+        return ""
+    if cache is True or cache == "memory":
+        return ""
+    if isinstance(cache, (str, os.PathLike)):
+        prefix = os.fspath(cache)
+        parent = os.path.dirname(prefix)
+        if parent:
+            os.makedirs(parent, exist_ok=True)
+        return f"{prefix}_{split}"
+    raise UserInputError(
+        "cache must be True/'memory', False, 'auto' or a file path prefix. "
+        f"Received: cache={cache!r}"
+    )
+
+
+def finish(ds: tf.data.Dataset, *, num_examples: int, image_size: tuple[int, int],
+           resize: str, batch_size: int, training: bool, cache, split: str,
+           shuffle: bool, seed: int | None, deterministic: bool, augment=None,
+           num_classes: int | None = None, label_dtype=tf.int32):
+    """Cache, shuffle, batch, cast, crop and augment a dataset of ``(uint8 image, label)``.
+
+    Returns:
+        ``(dataset, augmented)``.
+    """
+    cache_to = resolve_cache(cache, num_examples, image_size, resize, split)
+    if cache_to is not None:
+        ds = ds.cache(cache_to)
+    if training and shuffle:
+        ds = ds.shuffle(min(max(num_examples, 1), SHUFFLE_BUFFER), seed=seed,
+                        reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size, num_parallel_calls=tf.data.AUTOTUNE,
+                  deterministic=deterministic)
+
+    def to_float(images, labels):
+        if resize == "random_crop":
+            if training:
+                images = decode.random_crop_batch(images, image_size, seed=seed)
+            else:
+                images = decode.central_crop_batch(images, image_size)
+        return tf.cast(images, tf.float32), tf.cast(labels, label_dtype)
+
+    ds = ds.map(to_float, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+    augmented = False
+    if training:
+        ds, augmented = augment_lib.apply_augmentation(ds, augment, num_classes=num_classes,
+                                                       seed=seed)
+    augmented = augmented or (training and resize == "random_crop")
+    options = tf.data.Options()
+    options.deterministic = deterministic
+    ds = ds.with_options(options)
+    return ds.prefetch(tf.data.AUTOTUNE), augmented
+
+
+def files_dataset(paths: list[str], inline: list[bytes], labels: np.ndarray, *,
+                  image_size: tuple[int, int], resize: str, training: bool, shuffle: bool,
+                  seed: int | None, deterministic: bool) -> tf.data.Dataset:
+    """Dataset of ``(uint8 image, label)`` decoded in parallel from files.
+
+    The file order is shuffled once (seeded) before decoding so the cache and
+    the shuffle buffer start mixed even when classes are stored in blocks.
+    """
+    if training and shuffle and len(paths) > 1:
+        order = np.random.default_rng(seed).permutation(len(paths))
+        paths = [paths[i] for i in order]
+        inline = [inline[i] for i in order]
+        labels = labels[order]
+    ds = tf.data.Dataset.from_tensor_slices((
+        tf.constant(paths, dtype=tf.string),
+        tf.constant(inline, dtype=tf.string),
+        tf.constant(labels),
+    ))
+
+    def load(path, data, label):
+        return decode.load_image(path, data, image_size, resize), label
+
+    return ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)

@@ -1,0 +1,181 @@
+"""``from_tfds``: a TensorFlow Datasets builder (by name, or a local folder) to Splits."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from kerastl.data import augment as augment_lib
+from kerastl.data import decode, pipeline
+from kerastl.data.splits import Splits, check_fraction, stratified_split
+from kerastl.errors import DataError, UserInputError, close_matches, require
+
+log = logging.getLogger(__name__)
+
+_NAMES = ("train", "val", "test")
+
+
+def _how_to_provide(name: str, data_dir) -> str:
+    where = data_dir or "~/tensorflow_datasets"
+    return (
+        f"To use it offline, prepare it on a machine with internet access "
+        f"(`tfds build {name} --data_dir DIR` or `tfds.load('{name}', data_dir=DIR)`), copy "
+        f"DIR here and pass data_dir=DIR (looked in {where!r}); or pass the path of a local "
+        "image folder laid out as root/<split>/<class>/<image> (read with tfds.ImageFolder), "
+        "or use ktl.data.image_folder for a plain folder of images."
+    )
+
+
+def _builder(tfds, name, data_dir):
+    if isinstance(name, tfds.core.DatasetBuilder):
+        return name
+    if not isinstance(name, (str, os.PathLike)):
+        raise UserInputError(f"from_tfds: name must be a TFDS name, a folder or a builder. "
+                             f"Received: {name!r}")
+    if os.path.isdir(os.fspath(name)):
+        return tfds.ImageFolder(os.fspath(name))
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+    except tfds.core.registered.DatasetNotFoundError as err:
+        hint = close_matches(str(name), tfds.list_builders())
+        raise UserInputError(
+            f"Unknown TFDS dataset {name!r}."
+            + (f" Did you mean: {', '.join(hint)}?" if hint else "")
+            + " Or pass the path of a local image folder."
+        ) from err
+    if not builder.is_prepared():
+        try:
+            builder.download_and_prepare()
+        except Exception as err:  # network, disk or checksum failures all end here
+            raise DataError(
+                f"TFDS dataset {name!r} is not prepared locally and could not be downloaded "
+                f"({type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''}). "
+                + _how_to_provide(str(name), data_dir)
+            ) from err
+    return builder
+
+
+def _pick_keys(features, image_key, label_key):
+    keys = list(features.keys())
+    if image_key not in keys:
+        raise DataError(f"TFDS dataset has no {image_key!r} feature; features: {keys}. "
+                        "Pass image_key=.")
+    if label_key not in keys:
+        raise DataError(f"TFDS dataset has no {label_key!r} feature; features: {keys}. "
+                        "Pass label_key=.")
+    label = features[label_key]
+    names = list(getattr(label, "names", None) or [])
+    if not names:
+        num = getattr(label, "num_classes", None)
+        if not num:
+            raise DataError(f"TFDS feature {label_key!r} is not a class label.")
+        names = [str(i) for i in range(num)]
+    return names
+
+
+def _to_rgb(image):
+    channels = image.shape[-1]
+    if channels == 1:
+        image = tf.image.grayscale_to_rgb(image)
+    elif channels == 4:
+        image = image[..., :3]
+    return tf.cast(image, tf.float32)
+
+
+def from_tfds(name, *, image_size, batch_size: int = 32, data_dir: str | None = None,
+              split=("train", "validation", "test"), validation_split: float = 0.2,
+              seed: int = 1337, augment=None, resize: str = "stretch", cache="auto",
+              shuffle: bool = True, deterministic: bool = False, image_key: str = "image",
+              label_key: str = "label") -> Splits:
+    """Datasets from TensorFlow Datasets.
+
+    Args:
+        name: a TFDS name (``"tf_flowers"``), the path of a local folder laid
+            out as ``root/<split>/<class>/<image>`` (read with
+            ``tfds.ImageFolder``), or a ``tfds`` builder instance.
+        image_size: int or ``(height, width)``.
+        batch_size: examples per batch.
+        data_dir: where TFDS data lives (default ``~/tensorflow_datasets``).
+        split: names of the (train, validation, test) splits; a missing or
+            ``None`` validation split is cut from train (stratified, seeded,
+            ``validation_split``); a missing test split gives ``test=None``.
+        validation_split: fraction cut from train when there is no validation split.
+        seed: seed of the split, the shuffle and the augmentation.
+        augment: ``None``, a policy name or an options dict (training only).
+        resize: ``"stretch"``, ``"crop"``, ``"pad"`` or ``"random_crop"``.
+        cache: ``"auto"``, ``True``, ``False`` or a file prefix.
+        shuffle: shuffle the training set each epoch.
+        deterministic: keep a reproducible element order.
+        image_key: name of the image feature.
+        label_key: name of the label feature.
+
+    Returns:
+        :class:`Splits`.
+
+    Raises:
+        ValueError: unknown dataset or split; or the data is not available
+            offline (the message says how to provide it).
+    """
+    tfds = require("tensorflow_datasets", "tfds", "from_tfds")
+    size = decode.check_image_size(image_size)
+    decode.check_resize_mode(resize)
+    fraction = check_fraction(validation_split)
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise UserInputError(f"batch_size must be a positive int. Received: {batch_size!r}")
+    if isinstance(split, str):
+        split = (split,)
+    wanted = list(split) + [None] * (3 - len(split))
+    if len(wanted) != 3:
+        raise UserInputError(f"split must name up to 3 splits (train, validation, test). "
+                             f"Received: {split!r}")
+    augment_lib.resolve_options(augment)
+    builder = _builder(tfds, name, data_dir)
+    class_names = _pick_keys(builder.info.features, image_key, label_key)
+    available = dict(builder.info.splits.items()) if builder.info.splits else {}
+    if wanted[0] not in available:
+        raise DataError(f"TFDS dataset {builder.name!r} has no split {wanted[0]!r}; "
+                        f"it has {sorted(available)}.")
+
+    def load(split_name):
+        ds = builder.as_dataset(split=split_name, shuffle_files=False)
+        return ds.map(lambda ex: (ex[image_key], tf.cast(ex[label_key], tf.int32)),
+                      num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+    sources, counts = {}, {}
+    sources["train"] = load(wanted[0])
+    counts["train"] = int(available[wanted[0]].num_examples)
+    for key, split_name in (("val", wanted[1]), ("test", wanted[2])):
+        if split_name in available:
+            sources[key] = load(split_name)
+            counts[key] = int(available[split_name].num_examples)
+    if "val" not in sources and fraction > 0:
+        labels = np.fromiter((int(y) for y in sources["train"].map(lambda _, y: y)
+                              .as_numpy_iterator()), dtype=np.int64)
+        _, val_idx = stratified_split(labels.tolist(), fraction, seed)
+        is_val = np.zeros(len(labels), dtype=bool)
+        is_val[val_idx] = True
+        table = tf.constant(is_val)
+        indexed = sources["train"].enumerate()
+        sources["val"] = indexed.filter(lambda i, ex: table[i]).map(lambda i, ex: ex)
+        sources["train"] = indexed.filter(lambda i, ex: ~table[i]).map(lambda i, ex: ex)
+        counts["val"], counts["train"] = int(is_val.sum()), int((~is_val).sum())
+    datasets = {"val": None, "test": None}
+    augmented = False
+    for key, ds in sources.items():
+        training = key == "train"
+        ds = ds.map(lambda image, label: (decode.resize_image(_to_rgb(image), size, resize),
+                                          label),
+                    num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+        datasets[key], aug = pipeline.finish(
+            ds, num_examples=counts[key], image_size=size, resize=resize,
+            batch_size=batch_size, training=training, cache=cache, split=key,
+            shuffle=shuffle, seed=seed, deterministic=deterministic, augment=augment,
+            num_classes=len(class_names))
+        augmented = augmented or aug
+    return Splits(train=datasets["train"], val=datasets["val"], test=datasets["test"],
+                  class_names=class_names, counts=counts, image_size=size,
+                  augmented=augmented,
+                  label_mode="one_hot" if augment_lib.mixes_labels(augment) else "int")

@@ -1,0 +1,127 @@
+import os
+
+import numpy as np
+import pytest
+from conftest import collect, make_class_folder, write_image
+
+import kerastl as ktl
+from kerastl.errors import DataError, UserInputError
+
+
+def test_class_folder_shapes_labels_and_sorted_names(class_folder):
+    splits = ktl.data.image_folder(class_folder, image_size=16, batch_size=4,
+                                   validation_split=0.25)
+    assert splits.class_names == ["ant", "bird", "cat"]
+    assert splits.counts == {"train": 15, "val": 5}
+    assert splits.image_size == (16, 16)
+    assert splits.test is None
+    assert splits.augmented is False
+    assert splits.skipped == []
+    assert splits.class_counts == [4, 8, 3]
+    x, y = collect(splits.train)
+    assert x.shape == (15, 16, 16, 3) and x.dtype == np.float32
+    assert y.dtype == np.int32
+    # class k (by folder order bird, ant, cat) is solid grey k*40: labels match pixels
+    grey = {0: 40.0, 1: 0.0, 2: 80.0}
+    for image, label in zip(x, y, strict=True):
+        assert np.allclose(image, grey[int(label)], atol=1)
+
+
+def test_validation_split_zero_gives_no_val(class_folder):
+    splits = ktl.data.image_folder(class_folder, image_size=8, validation_split=0)
+    assert splits.val is None
+    assert splits.counts == {"train": 20}
+
+
+def test_train_val_test_layout(tmp_path, rng):
+    root = tmp_path / "ds"
+    make_class_folder(str(root / "train"), ["a", "b"], 5, rng)
+    make_class_folder(str(root / "validation"), ["a", "b"], 2, rng)
+    make_class_folder(str(root / "test"), ["a", "b"], 3, rng)
+    splits = ktl.data.image_folder(root, image_size=8, batch_size=2)
+    assert splits.counts == {"train": 10, "val": 4, "test": 6}
+    assert splits.class_names == ["a", "b"]
+    _, y = collect(splits.test)
+    assert sorted(y.tolist()) == [0, 0, 0, 1, 1, 1]
+
+
+def test_train_test_layout_cuts_val_from_train(tmp_path, rng):
+    root = tmp_path / "ds"
+    make_class_folder(str(root / "train"), ["a", "b"], 10, rng)
+    make_class_folder(str(root / "test"), ["a", "b"], 2, rng)
+    splits = ktl.data.image_folder(root, image_size=8, validation_split=0.2)
+    assert splits.counts == {"train": 16, "val": 4, "test": 4}
+
+
+def test_unknown_class_in_test_is_an_error(tmp_path, rng):
+    root = tmp_path / "ds"
+    make_class_folder(str(root / "train"), ["a", "b"], 2, rng)
+    make_class_folder(str(root / "test"), ["a", "zebra"], 1, rng)
+    with pytest.raises(DataError, match="zebra"):
+        ktl.data.image_folder(root, image_size=8)
+
+
+def test_bad_arguments_raise_clear_errors(class_folder, tmp_path):
+    with pytest.raises(UserInputError, match="not found"):
+        ktl.data.image_folder(tmp_path / "missing", image_size=8)
+    with pytest.raises(UserInputError, match="image_size"):
+        ktl.data.image_folder(class_folder, image_size=(8,))
+    with pytest.raises(UserInputError, match="validation_split"):
+        ktl.data.image_folder(class_folder, image_size=8, validation_split=1.5)
+    with pytest.raises(UserInputError, match="resize"):
+        ktl.data.image_folder(class_folder, image_size=8, resize="squash")
+    with pytest.raises(UserInputError, match="policy"):
+        ktl.data.image_folder(class_folder, image_size=8, augment="wild")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(DataError, match="No class subfolders"):
+        ktl.data.image_folder(empty, image_size=8)
+
+
+def test_all_files_bad_is_a_data_error(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "x.jpg").write_bytes(b"not a jpeg")
+    with pytest.raises(DataError, match="No readable training image"):
+        ktl.data.image_folder(tmp_path, image_size=8)
+
+
+@pytest.mark.parametrize("mode", ["stretch", "crop", "pad", "random_crop"])
+def test_resize_modes_output_size(tmp_path, rng, mode):
+    write_image(str(tmp_path / "a" / "wide.png"), rng, size=(10, 40))
+    write_image(str(tmp_path / "b" / "tall.png"), rng, size=(40, 10))
+    splits = ktl.data.image_folder(tmp_path, image_size=(12, 16), validation_split=0,
+                                   resize=mode)
+    x, _ = collect(splits.train)
+    assert x.shape == (2, 12, 16, 3)
+    assert splits.augmented is (mode == "random_crop")
+
+
+def test_pad_mode_pads_with_black(tmp_path):
+    path = tmp_path / "a" / "wide.png"
+    os.makedirs(path.parent)
+    from PIL import Image
+
+    Image.fromarray(np.full((10, 40, 3), 200, np.uint8)).save(path)
+    splits = ktl.data.image_folder(tmp_path, image_size=16, validation_split=0, resize="pad")
+    x, _ = collect(splits.train)
+    assert np.allclose(x[0, 0], 0) and np.allclose(x[0, 8], 200, atol=1)
+
+
+def test_labels_csv_multi_label(tmp_path, rng):
+    for i in range(6):
+        write_image(str(tmp_path / f"img{i}.png"), rng)
+    write_image(str(tmp_path / "unlisted.png"), rng)
+    rows = ["file,labels", "img0.png,cat dog", "img1.png,dog", "img2.png,cat",
+            "img3.png,cat;dog", "img4.png,bird", "img5.png,dog", "gone.png,cat"]
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    splits = ktl.data.image_folder(tmp_path, image_size=8, labels_csv="labels.csv",
+                                   validation_split=0, shuffle=False)
+    assert splits.class_names == ["bird", "cat", "dog"]
+    assert splits.label_mode == "multi_hot"
+    _, y = collect(splits.train)
+    assert y.shape == (6, 3) and y.dtype == np.int32
+    assert sorted(map(tuple, y.tolist())) == sorted(
+        [(0, 1, 1), (0, 0, 1), (0, 1, 0), (0, 1, 1), (1, 0, 0), (0, 0, 1)])
+    reasons = dict(splits.skipped)
+    assert "not listed" in reasons[str(tmp_path / "unlisted.png")]
+    assert "does not exist" in reasons[os.path.normpath(str(tmp_path / "gone.png"))]
