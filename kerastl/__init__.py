@@ -9,7 +9,14 @@ Example:
     >>> model = ktl.build_classifier("efficientnet_lite0", num_classes=10)
     >>> result = ktl.fine_tune(model, splits.train, splits.val)
     >>> ktl.export_saved_model(result.model, name="clothes", class_names=splits.class_names)
+
+Importing kerastl before TensorFlow quiets TensorFlow's C++ start-up log
+(``TF_CPP_MIN_LOG_LEVEL=3``) unless you set that variable yourself.
 """
+
+import os as _os
+
+_os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from kerastl import data, export
 from kerastl.backbones import BackboneSpec, backbone_spec, build_backbone, list_backbones
