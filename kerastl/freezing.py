@@ -75,11 +75,11 @@ def find_backbone(model: keras.Model):
         return model, backbone_spec(_preprocess_layer(model).backbone)
     for layer in getattr(model, "layers", []):
         if isinstance(layer, keras.Model):
-            if _preprocess_layer(layer) is not None:
-                return layer, backbone_spec(_preprocess_layer(layer).backbone)
-            hub = _hub_layer(layer)
+            hub = _hub_layer(layer)  # before Preprocess: a Hub backbone has both
             if hub is not None:
                 return hub, hub.spec
+            if _preprocess_layer(layer) is not None:
+                return layer, backbone_spec(_preprocess_layer(layer).backbone)
     raise UserInputError(
         f"Model '{getattr(model, 'name', model)}' contains no kerastl backbone. Build it with "
         "ktl.build_backbone / ktl.build_classifier so freezing knows its layer groups."
@@ -237,6 +237,11 @@ def trainable_report(model: keras.Model) -> list[dict]:
             row["total_params"] += size
             if id(v) in trainable_ids:
                 row["trainable_params"] += size
+        if hasattr(unit, "bn_frozen"):  # a Hub unit: a variable set, not a Keras layer
+            if unit.is_bn:
+                row["bn_layers"] += 1
+                row["frozen_bn"] = row["frozen_bn"] and unit.bn_frozen()
+            continue
         for sub in unit.layer._flatten_layers(include_self=True, recursive=True):
             if _is_bn(sub):
                 row["bn_layers"] += 1
