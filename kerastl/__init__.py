@@ -10,13 +10,14 @@ Example:
     >>> result = ktl.fine_tune(model, splits.train, splits.val)
     >>> ktl.export_saved_model(result.model, name="clothes", class_names=splits.class_names)
 
-Importing kerastl before TensorFlow quiets TensorFlow's C++ start-up log
-(``TF_CPP_MIN_LOG_LEVEL=3``) unless you set that variable yourself.
+Importing kerastl before TensorFlow filters TensorFlow's C++ start-up INFO
+lines from stderr (other lines pass through) unless you set
+``TF_CPP_MIN_LOG_LEVEL`` yourself; see ``kerastl/_quiet.py``.
 """
 
-import os as _os
+from kerastl._quiet import import_tensorflow_quietly as _import_tf
 
-_os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+_import_tf()
 
 from kerastl import data, export
 from kerastl.backbones import BackboneSpec, backbone_spec, build_backbone, list_backbones

@@ -1,0 +1,57 @@
+"""Import TensorFlow without its C++ start-up chatter on stderr.
+
+TensorFlow prints INFO lines (oneDNN, CUDA stubs, CPU instructions) from C++
+when it loads, and setting ``TF_CPP_MIN_LOG_LEVEL`` from Python after the
+interpreter started does not stop them. When the user has not set that
+variable, kerastl captures file descriptor 2 while TensorFlow loads, then
+restores it and writes back every captured line that is not known start-up
+noise, so real warnings and errors still reach the user.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+
+_NOISE_PREFIXES = (
+    "WARNING: All log messages before absl::InitializeLog()",
+    "To enable the following instructions",
+)
+_NOISE_MARKERS = ("port.cc:", "cudart_stub.cc:", "cpu_feature_guard.cc:", "cuda_dnn.cc:",
+                  "cuda_fft.cc:", "cuda_blas.cc:", "computation_placer.cc:")
+
+
+def _is_noise(line: str) -> bool:
+    return line.startswith(_NOISE_PREFIXES) or (
+        line[:1] in "IW" and any(marker in line for marker in _NOISE_MARKERS))
+
+
+def import_tensorflow_quietly() -> None:
+    """Import ``tensorflow`` and ``keras``, filtering TF's C++ start-up log lines."""
+    if "tensorflow" in sys.modules or "TF_CPP_MIN_LOG_LEVEL" in os.environ:
+        import keras  # noqa: F401
+        import tensorflow  # noqa: F401
+
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except OSError:  # no usable fd 2 (some embedded interpreters)
+        import keras  # noqa: F401
+
+        return
+    with tempfile.TemporaryFile(mode="w+b") as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            import keras  # noqa: F401
+            import tensorflow  # noqa: F401
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            text = capture.read().decode("utf-8", "replace")
+            kept = [line for line in text.splitlines() if line and not _is_noise(line)]
+            if kept:
+                sys.stderr.write("\n".join(kept) + "\n")
