@@ -313,3 +313,15 @@ def test_offline_remote_handle_gives_one_clear_error(monkeypatch, tmp_path):
     message = str(info.value)
     assert handle in message and "hub:/path/to/savedmodel" in message
     assert "TFHUB_CACHE_DIR" in message and str(tmp_path / "cache") in message
+
+
+def test_cli_offline_remote_handle_is_one_line(monkeypatch, tmp_path, capsys):
+    from kerastl.cli.main import main
+
+    monkeypatch.setenv("TFHUB_CACHE_DIR", str(tmp_path / "cache"))
+    handle = "https://tfhub.invalid/google/imagenet/mobilenet_v2_100_224/feature_vector/5"
+    status = main(["train", str(tmp_path), "--backbone", f"hub:{handle}"])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert err.startswith("kerastl: error: Could not download Hub module") and handle in err
+    assert "Traceback" not in err and err.count("\n") == 1
