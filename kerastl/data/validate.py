@@ -15,6 +15,7 @@ import dataclasses
 import io
 import logging
 import os
+import re
 import warnings
 
 import numpy as np
@@ -54,11 +55,14 @@ def _header(file, max_pixels: int):
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(file)
     except Image.DecompressionBombError as err:
-        return None, f"decompression bomb refused: {err}"
+        found = re.search(r"\((\d+) pixels\)", str(err))
+        pixels = f"{found.group(1)} pixels" if found else "too many pixels"
+        return None, (f"decompression bomb refused: the header declares {pixels}, over the "
+                      f"max_pixels limit of {max_pixels}")
     except UnidentifiedImageError:
         return None, "not an image (unrecognised file content)"
     except (OSError, ValueError, SyntaxError) as err:
-        return None, f"unreadable image header: {err}"
+        return None, f"truncated or corrupt image header ({err})"
     width, height = image.size
     if width < 1 or height < 1:
         return None, f"image declares an empty size {width}x{height}"

@@ -1,0 +1,82 @@
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from corpus import make_corpus
+
+import kerastl as ktl
+from kerastl.data import validate
+
+HERE = os.path.dirname(__file__)
+
+
+def _loaded(splits):
+    """Collect (first pixel RGB, label) of every loaded image in train + val."""
+    out = []
+    for ds in (splits.train, splits.val):
+        for x, y in ds:
+            for image, label in zip(x.numpy(), y.numpy(), strict=True):
+                out.append((tuple(image[0, 0].round().astype(int)), int(label)))
+    return out
+
+
+@pytest.mark.slow
+def test_dirty_folder_loses_no_good_image_and_reports_every_bad_one(tmp_path):
+    root = str(tmp_path / "dirty")
+    good, bad = make_corpus(root)
+    assert len(good) >= 200
+    splits = ktl.data.image_folder(root, image_size=16, batch_size=32, validation_split=0.2)
+    reasons = dict(splits.skipped)
+    assert set(reasons) == bad
+    assert splits.counts["train"] + splits.counts["val"] == len(good)
+    assert "truncated" in reasons[os.path.join(root, "a", "truncated.jpg")]
+    assert "empty file" in reasons[os.path.join(root, "a", "zero.jpg")]
+    assert "not an image" in reasons[os.path.join(root, "b", "text.jpg")]
+    assert "header" in reasons[os.path.join(root, "b", "header_cut.jpg")]
+    bomb = reasons[os.path.join(root, "b", "bomb.png")]
+    assert "decompression bomb" in bomb and "900000000 pixels" in bomb
+    assert "unsupported file type '.txt'" in reasons[os.path.join(root, "c", "notes.txt")]
+    # Every good file arrives with the right label and colour (solid images).
+    expected = sorted((tuple(rgb), splits.class_names.index(cls)) for cls, rgb in good.values())
+    got = sorted(_loaded(splits))
+    assert len(got) == len(expected)
+    for (rgb_e, label_e), (rgb_g, label_g) in zip(expected, got, strict=True):
+        assert label_e == label_g
+        assert np.abs(np.subtract(rgb_e, rgb_g)).max() <= 3, (rgb_e, rgb_g)
+
+
+def test_check_file_reasons(tmp_path):
+    from corpus import bomb_png
+
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(bomb_png(15000, 10000))
+    ok, reason = validate.check_file(str(bomb))
+    assert ok is None and "15000x10000" in reason and "max_pixels" in reason
+    ok, reason = validate.check_file(str(bomb), max_pixels=10)
+    assert ok is None
+    missing = validate.check_file(str(tmp_path / "nope.jpg"))
+    assert missing[0] is None and "cannot read" in missing[1]
+
+
+@pytest.mark.slow
+def test_dirty_folder_peak_memory_under_1gb(tmp_path):
+    root = str(tmp_path / "dirty")
+    make_corpus(root)
+    script = textwrap.dedent(f"""
+        import json, resource
+        import kerastl as ktl
+        s = ktl.data.image_folder({root!r}, image_size=64, batch_size=32)
+        n = sum(int(y.shape[0]) for ds in (s.train, s.val) for _, y in ds)
+        print(json.dumps({{"n": n, "skipped": len(s.skipped),
+                           "peak_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}}))
+    """)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         env=env, timeout=300, check=True)
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["skipped"] == 6
+    assert result["peak_kb"] < 1024 * 1024, result
