@@ -191,10 +191,11 @@ class HubBackbone(keras.layers.Layer):
         self._output_spec = self._pick_output(self._structured_outputs())
         sources = getattr(self._module, "variables", None) or self._fn.variables
         unique = list({id(v): v for v in sources}.values())
-        names = [v.name for v in unique]
         self.hub_variables = [_SharedVariable(v, _keras_name(v.name)) for v in unique]
         self._reg_losses = tuple(getattr(self._module, "regularization_losses", ()) or ())
-        self._names = tuple(names)
+        # Units and groups cover the float weights; integer state (e.g. RNG seeds)
+        # is tracked and saved but is not a parameter to freeze.
+        self._names = tuple(v.name for v in unique if v.dtype.is_floating)
         self._units = tuple(self._make_units())
         self.built = True
         for unit in self._units:
@@ -252,8 +253,9 @@ class HubBackbone(keras.layers.Layer):
     def _make_units(self) -> list[HubUnit]:
         groups, pairs = hub_specs.group_units(self._names)
         by_unit: dict[str, list] = {}
-        for tf_name, var in zip(self._names, self.hub_variables, strict=True):
-            by_unit.setdefault(hub_specs.unit_name(tf_name), []).append(var)
+        for var in self.hub_variables:
+            if var.value.dtype.is_floating:
+                by_unit.setdefault(hub_specs.unit_name(var.value.name), []).append(var)
         return [HubUnit(unit, group, any(hub_specs.is_bn_variable(v.value.name)
                                          for v in by_unit[unit]), self, by_unit[unit])
                 for unit, group in pairs]

@@ -55,7 +55,8 @@ class _KnownHandle:
 # the first match wins.
 _KNOWN = (
     _KnownHandle(r"mobilenet[-_]v2[-_/](tensorflow2/)?\d+[-_](?P<size>\d{2,3})", "unit"),
-    _KnownHandle(r"mobilenet[-_]v3[-_/](tensorflow2/)?(small|large)[-_]\d+[-_](?P<size>\d{2,3})", "unit"),
+    _KnownHandle(r"mobilenet[-_]v3[-_/](tensorflow2/)?(small|large)[-_]\d+[-_](?P<size>\d{2,3})",
+                 "unit"),
     _KnownHandle(r"efficientnet[-_]v2[-_/].*?(?P<effv2>b[0-3]|xl|s|m|l)(/|-|_|$)", "unit"),
     _KnownHandle(r"efficientnet/(tensorflow2/)?(?P<eff>b[0-7])[-/]", "unit"),
     _KnownHandle(r"inception[-_]resnet[-_]v2", "unit", 299, 1536),
@@ -196,12 +197,13 @@ def spec_from_variables(name: str, variable_names: list[str], *, image_size: int
 
 
 def saved_model_variables(path: str | os.PathLike) -> tuple[list[str], int]:
-    """Variable names (in the module's own order) and output size, read from
-    ``saved_model.pb`` without loading the graph.
+    """Float variable names (in the module's own order) and output size, read
+    from ``saved_model.pb`` without loading the graph.
 
     The output size is the last dimension of ``__call__``'s output, or 0 when
     the module has no ``__call__`` or returns several outputs.
     """
+    import tensorflow as tf
     from tensorflow.core.protobuf import saved_model_pb2
 
     pb = pathlib.Path(path) / "saved_model.pb"
@@ -217,10 +219,10 @@ def saved_model_variables(path: str | os.PathLike) -> tuple[list[str], int]:
     children = {c.local_name: c.node_id for c in nodes[0].children}
     if "variables" in children:
         items = sorted(nodes[children["variables"]].children, key=lambda c: int(c.local_name))
-        names = [nodes[c.node_id].variable.name for c in items]
+        variables = [nodes[c.node_id].variable for c in items]
     else:
-        names = [n.variable.name for n in nodes if n.WhichOneof("kind") == "variable"
-                 and n.variable.name != "save_counter"]
+        variables = [n.variable for n in nodes if n.WhichOneof("kind") == "variable"]
+    names = [v.name for v in variables if tf.dtypes.as_dtype(v.dtype).is_floating]
     dim = 0
     if "__call__" in children:
         functions = nodes[children["__call__"]].function.concrete_functions

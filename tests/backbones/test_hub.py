@@ -251,10 +251,15 @@ def test_signature_only_saved_model(module, images, tmp_path):
 def test_feature_map_module_is_pooled(tmp_path, images):
     keras.utils.set_random_seed(0)
     inputs = keras.Input((None, None, 3))
-    outputs = keras.layers.Conv2D(5, 3, strides=2, padding="same", name="stem_conv")(inputs)
+    x = keras.layers.Conv2D(5, 3, strides=2, padding="same", name="stem_conv")(inputs)
+    outputs = keras.layers.Dropout(0.1, name="block1_drop")(x)  # adds an int seed variable
     _save_reusable(keras.Model(inputs, outputs), tmp_path / "fmap")
     pooled = ktl.build_backbone(f"hub:{tmp_path / 'fmap'}", image_size=SIZE, pooling="max")
     assert pooled.output_shape == (None, 5) and pooled.layers[-1].name == "max_pool"
+    layer = _hub(pooled)
+    assert len(layer.weights) == 3  # kernel, bias and the seed state are all tracked
+    assert [u.name for u in layer.freezing_units()] == ["stem_conv"]  # only float weights
+    assert ktl.backbone_spec(f"hub:{tmp_path / 'fmap'}").groups == layer.spec.groups == ("stem",)
     fmap = ktl.build_backbone(f"hub:{tmp_path / 'fmap'}", image_size=SIZE, pooling=None)
     assert fmap.predict(images, verbose=0).shape == (4, 8, 8, 5)
 
