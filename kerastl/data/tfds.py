@@ -76,6 +76,15 @@ def _pick_keys(features, image_key, label_key):
     return names
 
 
+def _read_labels(tfds, builder, split_name, image_key, label_key) -> np.ndarray:
+    """All labels of a split, in order, without decoding the images."""
+    ds = builder.as_dataset(split=split_name, shuffle_files=False,
+                            decoders={image_key: tfds.decode.SkipDecoding()})
+    ds = ds.map(lambda ex: ex[label_key]).batch(4096)
+    parts = [batch for batch in ds.as_numpy_iterator()]
+    return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
+
+
 def _to_rgb(image):
     channels = image.shape[-1]
     if channels == 1:
@@ -151,9 +160,9 @@ def from_tfds(name, *, image_size, batch_size: int = 32, data_dir: str | None = 
         if split_name in available:
             sources[key] = load(split_name)
             counts[key] = int(available[split_name].num_examples)
+    labels = _read_labels(tfds, builder, wanted[0], image_key, label_key)
+    class_counts = np.bincount(labels, minlength=len(class_names)).tolist()
     if "val" not in sources and fraction > 0:
-        labels = np.fromiter((int(y) for y in sources["train"].map(lambda _, y: y)
-                              .as_numpy_iterator()), dtype=np.int64)
         _, val_idx = stratified_split(labels.tolist(), fraction, seed)
         is_val = np.zeros(len(labels), dtype=bool)
         is_val[val_idx] = True
@@ -162,6 +171,7 @@ def from_tfds(name, *, image_size, batch_size: int = 32, data_dir: str | None = 
         sources["val"] = indexed.filter(lambda i, ex: table[i]).map(lambda i, ex: ex)
         sources["train"] = indexed.filter(lambda i, ex: ~table[i]).map(lambda i, ex: ex)
         counts["val"], counts["train"] = int(is_val.sum()), int((~is_val).sum())
+        class_counts = np.bincount(labels[~is_val], minlength=len(class_names)).tolist()
     datasets = {"val": None, "test": None}
     augmented = False
     for key, ds in sources.items():
@@ -177,5 +187,5 @@ def from_tfds(name, *, image_size, batch_size: int = 32, data_dir: str | None = 
         augmented = augmented or aug
     return Splits(train=datasets["train"], val=datasets["val"], test=datasets["test"],
                   class_names=class_names, counts=counts, image_size=size,
-                  augmented=augmented,
+                  augmented=augmented, class_counts=class_counts,
                   label_mode="one_hot" if augment_lib.mixes_labels(augment) else "int")
