@@ -112,11 +112,10 @@ def decode_images(image_bytes: tf.Tensor, size: tuple[int, int], resize: str = "
     def one(args):
         index, data = args
         message = tf.strings.format(
-            "Input '{}' item {} is not an encoded JPEG, PNG, GIF, BMP or WebP image ({} "
-            "bytes, starting {}). Send the raw bytes of the image file (base64 in JSON: "
-            '{{"b64": "..."}}), not decoded pixels or a file name.',
-            [input_name, index, tf.strings.length(data),
-             tf.strings.substr(data, 0, 8)])
+            f"Input {input_name} item {{}} is not an encoded JPEG, PNG, GIF, BMP or WebP "
+            "image ({} bytes, starting {}). Send the raw bytes of the image file (base64 "
+            "in JSON), not decoded pixels or a file name.",
+            [index, tf.strings.length(data), tf.strings.substr(data, 0, 8)])
         check = tf.debugging.Assert(_looks_like_image(data), [message])
         with tf.control_dependencies([check]):
             image = tf.io.decode_image(data, channels=3, expand_animations=False,
