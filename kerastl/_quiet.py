@@ -19,12 +19,13 @@ _NOISE_PREFIXES = (
     "To enable the following instructions",
 )
 _NOISE_MARKERS = ("port.cc:", "cudart_stub.cc:", "cpu_feature_guard.cc:", "cuda_dnn.cc:",
-                  "cuda_fft.cc:", "cuda_blas.cc:", "computation_placer.cc:")
+                  "cuda_fft.cc:", "cuda_blas.cc:", "computation_placer.cc:",
+                  "failed call to cuInit")
 
 
 def _is_noise(line: str) -> bool:
     return line.startswith(_NOISE_PREFIXES) or (
-        line[:1] in "IW" and any(marker in line for marker in _NOISE_MARKERS))
+        line[:1] in "IWE" and any(marker in line for marker in _NOISE_MARKERS))
 
 
 def import_tensorflow_quietly() -> None:
@@ -45,7 +46,11 @@ def import_tensorflow_quietly() -> None:
         os.dup2(capture.fileno(), 2)
         try:
             import keras  # noqa: F401
-            import tensorflow  # noqa: F401
+            import tensorflow
+
+            # Probing devices here moves CUDA's "failed call to cuInit" on
+            # GPU-less machines into the filtered window.
+            tensorflow.config.list_physical_devices("GPU")
         finally:
             sys.stderr.flush()
             os.dup2(saved, 2)

@@ -250,10 +250,10 @@ def fine_tune(model: keras.Model, train: tf.data.Dataset, val: tf.data.Dataset |
 
             log.info("Phase 1: extracting backbone features once (frozen backbone)")
             t0 = time.perf_counter()
-            f_train, y_train = extract_features(backbone, train, verbose=verbose)
+            f_train, y_train = extract_features(backbone, train, verbose=verbose == 1)
             val_ds = None
             if val is not None:
-                f_val, y_val = extract_features(backbone, val, verbose=verbose)
+                f_val, y_val = extract_features(backbone, val, verbose=verbose == 1)
                 val_ds = features_dataset(f_val, y_val, batch_size=_batch_size(train),
                                           shuffle=False)
             timings["feature_extraction"] = time.perf_counter() - t0
@@ -263,13 +263,13 @@ def fine_tune(model: keras.Model, train: tf.data.Dataset, val: tf.data.Dataset |
                                                   weight_decay=weight_decay),
                          loss=loss, metrics=metrics)
             head.fit(train_ds, validation_data=val_ds, epochs=head_epochs, verbose=verbose,
-                     callbacks=phase_callbacks(1), class_weight=class_weight)
+                     callbacks=phase_callbacks(1), class_weight=class_weight, shuffle=False)
         else:
             model.compile(optimizer=make_optimizer(optimizer, learning_rate,
                                                    weight_decay=weight_decay),
                           loss=loss, metrics=metrics)
             model.fit(train, validation_data=val, epochs=head_epochs, verbose=verbose,
-                      callbacks=phase_callbacks(1), class_weight=class_weight)
+                      callbacks=phase_callbacks(1), class_weight=class_weight, shuffle=False)
         timings["phase1"] = time.perf_counter() - start
     done = len(rows)
     if epochs:
@@ -279,7 +279,8 @@ def fine_tune(model: keras.Model, train: tf.data.Dataset, val: tf.data.Dataset |
                       loss=loss, metrics=metrics)
         start = time.perf_counter()
         model.fit(train, validation_data=val, initial_epoch=done, epochs=done + epochs,
-                  verbose=verbose, callbacks=phase_callbacks(2), class_weight=class_weight)
+                  verbose=verbose, callbacks=phase_callbacks(2), class_weight=class_weight,
+                  shuffle=False)
         timings["phase2"] = time.perf_counter() - start
     if best.restore():
         log.info("Restored the weights of epoch %d (%s=%.4f)", best.best_epoch + 1,
