@@ -27,6 +27,7 @@ import keras
 import tensorflow as tf
 
 from kerastl.backbones import hub_specs
+from kerastl.backbones.hub_specs import normalize_handle, resolve_handle
 from kerastl.backbones.preprocessing import Preprocess
 from kerastl.errors import UserInputError, WeightsUnavailableError
 
@@ -34,53 +35,6 @@ log = logging.getLogger(__name__)
 
 _POOLING = ("avg", "max", None)
 _PREFERRED_OUTPUTS = ("feature_vector", "default", "output_0", "outputs", "logits")
-
-
-def hub_cache_dir() -> str:
-    """TF Hub's download cache: ``$TFHUB_CACHE_DIR`` or its default under the temp dir."""
-    import tempfile
-
-    return os.environ.get("TFHUB_CACHE_DIR") or os.path.join(tempfile.gettempdir(),
-                                                             "tfhub_modules")
-
-
-def resolve_handle(handle: str) -> str:
-    """Local folder of a Hub handle: a local path as is, a URL through TF Hub's cache.
-
-    Raises:
-        WeightsUnavailableError: the folder does not exist, is not a
-            SavedModel, or the download failed (offline); the message names the
-            handle and how to use a local copy.
-    """
-    if hub_specs.is_remote(handle):
-        import tensorflow_hub as hub
-
-        try:
-            path = hub.resolve(handle)
-        except (OSError, ValueError, tf.errors.OpError) as err:
-            reason = " ".join(str(getattr(err, "reason", err)).split())
-            raise WeightsUnavailableError(
-                f"Could not download Hub module '{handle}' ({type(err).__name__}: {reason}). "
-                "Without network access: download it on a machine that has it (e.g. "
-                f"python -c \"import tensorflow_hub as hub; print(hub.resolve('{handle}'))\" "
-                "or the model page's download button), copy the SavedModel folder here and "
-                "use 'hub:/path/to/savedmodel'; or set TFHUB_CACHE_DIR to a cache that "
-                f"already holds it (now: {hub_cache_dir()})."
-            ) from err
-    else:
-        path = os.path.expanduser(handle)
-        if not os.path.isdir(path):
-            raise WeightsUnavailableError(
-                f"Hub handle '{handle}' is neither a URL nor an existing folder. Give "
-                "'hub:https://tfhub.dev/...', 'hub:https://www.kaggle.com/models/...' or "
-                "'hub:/path/to/savedmodel' (an unpacked TF2 SavedModel folder)."
-            )
-    if not os.path.isfile(os.path.join(path, "saved_model.pb")):
-        raise WeightsUnavailableError(
-            f"Hub handle '{handle}' ({path}) is not a TF2 SavedModel folder: no saved_model.pb. "
-            "Point it at the folder that holds saved_model.pb and variables/."
-        )
-    return path
 
 
 class _SharedVariable(keras.Variable):
@@ -164,7 +118,8 @@ class HubBackbone(keras.layers.Layer):
     Args:
         handle: local path or URL (without the ``"hub:"`` prefix).
         signature: call this signature instead of ``__call__``; default:
-            ``__call__`` when the module has one, else ``"serving_default"``.
+            ``__call__`` when the module has one, else ``"serving_default"``,
+            ``"default"`` (TF1 Hub modules) or the only signature.
         output_key: which output of a dict-returning module to use.
         frozen_units: units whose weights stay frozen while the layer is
             trainable (set by :func:`kerastl.unfreeze`, kept by ``get_config``).
@@ -178,12 +133,15 @@ class HubBackbone(keras.layers.Layer):
     is_kerastl_hub_backbone = True
 
     def __init__(self, handle: str, *, signature: str | None = None,
-                 output_key: str | None = None, frozen_units=(), **kwargs):
+                 output_key: str | None = None, image_size: int | None = None,
+                 preprocessing: str | None = None, frozen_units=(), **kwargs):
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
-        self.handle = handle[4:] if handle.startswith("hub:") else handle
+        self.handle = normalize_handle(handle[4:] if handle.startswith("hub:") else handle)
         self.signature = signature
         self.output_key = output_key
+        self.image_size = image_size
+        self.preprocessing = preprocessing
         self._module = tf.saved_model.load(resolve_handle(self.handle))
         self._fn, self._input_key = self._select_function(signature)
         self._training = frozenset(
@@ -207,7 +165,10 @@ class HubBackbone(keras.layers.Layer):
         signatures = dict(getattr(self._module, "signatures", {}) or {})
         if signature is None and callable(self._module):
             return self._module.__call__, None
-        name = signature or "serving_default"
+        defaults = [k for k in ("serving_default", "default") if k in signatures]
+        if len(signatures) == 1:
+            defaults.append(next(iter(signatures)))
+        name = signature or (defaults[0] if defaults else "serving_default")
         if name not in signatures:
             raise UserInputError(
                 f"Hub module '{self.handle}' has no signature {name!r}"
@@ -268,8 +229,8 @@ class HubBackbone(keras.layers.Layer):
         shape = self._output_spec.shape
         dim = int(shape[-1]) if shape.rank and shape[-1] is not None else known.feature_dim
         return hub_specs.spec_from_variables(
-            f"hub:{self.handle}", self._names, image_size=known.image_size,
-            preprocessing=known.preprocessing, feature_dim=known.feature_dim or dim)
+            f"hub:{self.handle}", self._names, image_size=self.image_size or known.image_size,
+            preprocessing=self.preprocessing or known.preprocessing, feature_dim=dim)
 
     def freezing_units(self) -> list[HubUnit]:
         """Ordered units (input side first) with their group, for :mod:`kerastl.freezing`."""
@@ -314,7 +275,8 @@ class HubBackbone(keras.layers.Layer):
         frozen = [u.name for u in self._units
                   if u._trainable_kind() and not any(v.trainable for v in u._trainable_kind())]
         config.update({"handle": self.handle, "signature": self.signature,
-                       "output_key": self.output_key,
+                       "output_key": self.output_key, "image_size": self.image_size,
+                       "preprocessing": self.preprocessing,
                        "frozen_units": frozen if self.trainable else []})
         return config
 
@@ -357,7 +319,7 @@ def build_hub_backbone(name: str, *, weights="imagenet", image_size=None, poolin
         ValueError: bad argument.
         FileNotFoundError: the handle cannot be found or downloaded.
     """
-    handle = hub_specs.handle_of(name)
+    handle = normalize_handle(hub_specs.handle_of(name))
     if pooling not in _POOLING:
         raise UserInputError(f"pooling must be 'avg', 'max' or None. Received: pooling={pooling!r}")
     if weights is None or (weights != "imagenet" and not str(weights).endswith(".weights.h5")):
@@ -372,9 +334,11 @@ def build_hub_backbone(name: str, *, weights="imagenet", image_size=None, poolin
                  "(pass image_size= / preprocessing= to override).", handle,
                  image_size or known.image_size, preprocessing or "[0, 1]")
     size = _image_size(image_size or known.image_size)
+    mode = preprocessing or known.preprocessing
     inputs = keras.Input((*size, 3), name="image")
-    x = Preprocess(preprocessing or known.preprocessing, backbone=f"hub:{handle}")(inputs)
-    x = HubBackbone(handle, signature=signature, output_key=output_key, name="hub_backbone")(x)
+    x = Preprocess(mode, backbone=f"hub:{handle}")(inputs)
+    x = HubBackbone(handle, signature=signature, output_key=output_key, image_size=size[0],
+                    preprocessing=mode, name="hub_backbone")(x)
     if len(x.shape) == 4 and pooling:
         layer = keras.layers.GlobalAveragePooling2D if pooling == "avg" else \
             keras.layers.GlobalMaxPooling2D

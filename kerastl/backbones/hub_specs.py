@@ -1,7 +1,12 @@
-"""Specs for ``"hub:<handle>"`` backbones (TF Hub / Kaggle Models / local SavedModels).
+"""Handles and specs of ``"hub:<handle>"`` backbones (TF Hub, Kaggle Models, local SavedModels).
 
 A Hub module is not in the registry table: its spec is derived from the
 handle and the SavedModel itself.
+
+* Handles: a local SavedModel folder, or a URL (``https://tfhub.dev/...``,
+  ``https://www.kaggle.com/models/...``, ``gs://...``) that ``tensorflow_hub``
+  downloads into its cache (``$TFHUB_CACHE_DIR``). Offline, the error names
+  the handle and how to use a local copy.
 
 * Input convention: a small table of well-known handles gives the native
   image size and the value range the module expects. Anything else follows
@@ -92,6 +97,61 @@ def handle_of(name: str) -> str:
 def is_remote(handle: str) -> bool:
     """True for URL handles (tfhub.dev, Kaggle, gs://), False for local paths."""
     return "://" in handle
+
+
+def hub_cache_dir() -> str:
+    """TF Hub's download cache: ``$TFHUB_CACHE_DIR`` or its default under the temp dir."""
+    import tempfile
+
+    return os.environ.get("TFHUB_CACHE_DIR") or os.path.join(tempfile.gettempdir(),
+                                                             "tfhub_modules")
+
+
+def resolve_handle(handle: str) -> str:
+    """Local folder of a Hub handle: a local path as is, a URL through TF Hub's cache.
+
+    Raises:
+        WeightsUnavailableError: the folder does not exist, is not a
+            SavedModel, or the download failed (offline); the message names the
+            handle and how to use a local copy.
+    """
+    if is_remote(handle):
+        import tensorflow as tf
+        import tensorflow_hub as hub
+
+        try:
+            path = hub.resolve(handle)
+        except (OSError, ValueError, tf.errors.OpError) as err:
+            reason = " ".join(str(getattr(err, "reason", err)).split())
+            raise WeightsUnavailableError(
+                f"Could not download Hub module '{handle}' ({type(err).__name__}: {reason}). "
+                "Without network access: download it on a machine that has it (e.g. "
+                f"python -c \"import tensorflow_hub as hub; print(hub.resolve('{handle}'))\" "
+                "or the model page's download button), copy the SavedModel folder here and "
+                "use 'hub:/path/to/savedmodel'; or set TFHUB_CACHE_DIR to a cache that "
+                f"already holds it (now: {hub_cache_dir()})."
+            ) from err
+    else:
+        path = os.path.expanduser(handle)
+        if not os.path.isdir(path):
+            raise WeightsUnavailableError(
+                f"Hub handle '{handle}' is neither a URL nor an existing folder. Give "
+                "'hub:https://tfhub.dev/...', 'hub:https://www.kaggle.com/models/...' or "
+                "'hub:/path/to/savedmodel' (an unpacked TF2 SavedModel folder)."
+            )
+    if not os.path.isfile(os.path.join(path, "saved_model.pb")):
+        raise WeightsUnavailableError(
+            f"Hub handle '{handle}' ({path}) is not a TF2 SavedModel folder: no saved_model.pb. "
+            "Point it at the folder that holds saved_model.pb and variables/."
+        )
+    return path
+
+
+def normalize_handle(handle: str) -> str:
+    """URLs as given; local paths absolute, so a saved model reloads from any folder."""
+    if is_remote(handle):
+        return handle
+    return os.path.abspath(os.path.expanduser(handle))
 
 
 def input_spec(handle: str) -> HubInputSpec:
@@ -252,8 +312,6 @@ def hub_spec(name: str, *, image_size: int | None = None,
         ValueError: malformed name.
         FileNotFoundError: the handle cannot be found or downloaded.
     """
-    from kerastl.backbones.hub import resolve_handle
-
     handle = handle_of(name)
     known = input_spec(handle)
     names, dim = saved_model_variables(resolve_handle(handle))

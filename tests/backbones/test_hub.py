@@ -12,6 +12,7 @@ import tensorflow as tf  # noqa: E402
 
 import kerastl as ktl  # noqa: E402
 from kerastl.backbones import HubBackbone, hub_specs  # noqa: E402
+from kerastl.backbones.hub import build_hub_backbone  # noqa: E402
 from kerastl.freezing import find_backbone  # noqa: E402
 
 SIZE = 16
@@ -107,8 +108,10 @@ def test_spec_groups_from_variable_prefixes(module):
     assert spec.family == "hub"
     assert spec.groups == ("stem", "block1", "block2", "top")
     assert spec.feature_dim == 6 and spec.preprocessing == "unit"
-    layer = _hub(ktl.build_backbone(f"hub:{path}", image_size=SIZE))
-    assert layer.spec == spec
+    layer = _hub(build_hub_backbone(f"hub:{path}", image_size=SIZE, preprocessing="tf"))
+    assert layer.spec.groups == spec.groups and layer.spec.group_cuts == spec.group_cuts
+    assert (layer.spec.default_image_size, layer.spec.preprocessing) == (SIZE, "tf")
+    assert spec.default_image_size == 224  # not a known handle: TF Hub's default
     units = layer.freezing_units()
     assert [u.name for u in units] == ["stem_conv", "stem_bn", "block1_conv", "block1_bn",
                                        "block2_conv", "block2_bn", "head_conv"]
@@ -241,11 +244,14 @@ def test_signature_only_saved_model(module, images, tmp_path):
     path, source = module
     export = tmp_path / "signature_only"
     source.export(str(export), format="tf_saved_model", verbose=False)
-    backbone = ktl.backbones.hub.build_hub_backbone(f"hub:{export}", image_size=SIZE,
-                                                    signature="serve")
+    backbone = build_hub_backbone(f"hub:{export}", image_size=SIZE)  # no __call__
+    assert _hub(backbone)._input_key is not None  # called through serving_default
     np.testing.assert_allclose(backbone.predict(images, verbose=0),
                                source(images / 255.0).numpy(), atol=1e-5)
     assert len(backbone.weights) == 20
+    named = build_hub_backbone(f"hub:{export}", image_size=SIZE, signature="serve")
+    np.testing.assert_allclose(named.predict(images, verbose=0),
+                               source(images / 255.0).numpy(), atol=1e-5)
 
 
 def test_feature_map_module_is_pooled(tmp_path, images):
@@ -303,7 +309,7 @@ def test_bad_arguments_are_explained(module):
     with pytest.raises(ValueError, match="pooling must be"):
         ktl.build_backbone(f"hub:{path}", pooling="mean")
     with pytest.raises(ValueError, match="no signature 'nope'"):
-        ktl.backbones.hub.build_hub_backbone(f"hub:{path}", signature="nope")
+        build_hub_backbone(f"hub:{path}", signature="nope")
     with pytest.raises(ValueError, match="hub:<handle>"):
         ktl.build_backbone("hub:  ")
     with pytest.raises(FileNotFoundError, match="neither a URL nor an existing folder"):
