@@ -336,3 +336,24 @@ def test_cli_offline_remote_handle_is_one_line(monkeypatch, tmp_path, capsys):
     assert status == 2
     assert err.startswith("kerastl: error: Could not download Hub module") and handle in err
     assert "Traceback" not in err and err.count("\n") == 1
+
+
+@pytest.mark.slow
+def test_cli_trains_a_local_hub_backbone(module, tmp_path, capsys):
+    from PIL import Image
+
+    from kerastl.cli.main import main
+
+    rng = np.random.default_rng(0)
+    for name, colour in (("red", (220, 30, 30)), ("blue", (30, 30, 220))):
+        (tmp_path / "data" / name).mkdir(parents=True)
+        for i in range(6):
+            pixels = np.clip(np.array(colour) + rng.normal(0, 20, (20, 20, 3)), 0, 255)
+            Image.fromarray(pixels.astype("uint8")).save(tmp_path / "data" / name / f"{i}.png")
+    status = main(["train", str(tmp_path / "data"), "--backbone", f"hub:{module[0]}",
+                   "--image-size", str(SIZE), "--head-epochs", "1", "--epochs", "1",
+                   "--output", str(tmp_path / "run")])
+    assert status == 0, capsys.readouterr().err
+    reloaded = keras.saving.load_model(tmp_path / "run" / "model.keras")
+    assert isinstance(_hub(reloaded), HubBackbone)
+    assert reloaded.predict(np.zeros((1, SIZE, SIZE, 3), "float32"), verbose=0).shape == (1, 2)
