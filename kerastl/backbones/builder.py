@@ -133,19 +133,25 @@ def _build_lite(spec, variant, inputs, x, weights, pooling, include_top):
     model = keras.Model(inputs, outputs, name=spec.name)
     if weights is None:
         return model
-    if weights == "imagenet":
-        source = weights_lib.lite_cached_weights(variant)
-        named = weights_lib.load_named_weights(source)
-    elif os.fspath(weights).endswith((".pth", ".pt")):
-        from kerastl.backbones.torch_reader import read_state_dict
+    from kerastl.backbones.torch_reader import read_state_dict
+    from kerastl.errors import UnsafeWeightsError
 
-        source = weights
-        named = convert_state_dict(read_state_dict(weights), variant)
-    else:
-        source = weights
-        named = weights_lib.load_named_weights(weights)
     try:
+        if weights == "imagenet":
+            source = weights_lib.lite_cached_weights(variant)
+            named = weights_lib.load_named_weights(source)
+        elif os.fspath(weights).endswith((".pth", ".pt")):
+            source = weights
+            named = convert_state_dict(read_state_dict(weights), variant)
+        else:
+            source = weights
+            named = weights_lib.load_named_weights(weights)
         assign_layer_weights(model, named, source=os.fspath(source))
-    except ValueError as err:
-        raise WeightsUnavailableError(str(err)) from err
+    except UnsafeWeightsError:
+        raise
+    except (ValueError, KeyError, OSError) as err:
+        if isinstance(err, WeightsUnavailableError):
+            raise
+        raise WeightsUnavailableError(
+            f"Could not load weights {weights} into backbone '{spec.name}': {err}") from err
     return model
