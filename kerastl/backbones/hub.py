@@ -8,11 +8,22 @@ freeze part of the model. :class:`HubBackbone` loads a TF2 SavedModel with
 so Keras tracks them: ``trainable_weights``, the optimizer, checkpoints and
 ``.keras`` files all see the real weights.
 
-Limitation: a SavedModel's ``training`` flag is one switch for the whole
-module. BatchNormalization in a Hub module therefore runs in inference mode
-unless BatchNorm is being trained (``train_bn=True`` or a fully trainable
-backbone); when it is, *every* BatchNorm of the module uses batch statistics
-and updates its moving averages, also in groups whose weights are frozen.
+Freezing works per *unit* (the variables of one layer of the module, from
+their names) and per group of units (see :mod:`kerastl.backbones.hub_specs`).
+
+Limitations:
+
+* A SavedModel's ``training`` flag is one switch for the whole module.
+  BatchNormalization in a Hub module therefore runs in inference mode unless
+  BatchNorm is being trained (``train_bn=True`` or a fully trainable
+  backbone); when it is, *every* BatchNorm of the module uses batch
+  statistics and updates its moving averages, also in groups whose weights
+  are frozen. Signature-only modules have no ``training`` flag at all: they
+  always run in inference mode (their weights still train).
+* A saved ``.keras`` model stores the handle, not the graph: reloading needs
+  the handle again (the same local folder, or the URL / TF Hub cache).
+* The module is loaded outside any ``tf.distribute`` strategy scope; build
+  models for multi-device training inside ``strategy.scope()`` and check.
 """
 
 from __future__ import annotations
@@ -38,12 +49,19 @@ _PREFERRED_OUTPUTS = ("feature_vector", "default", "output_0", "outputs", "logit
 
 
 class _SharedVariable(keras.Variable):
-    """A ``keras.Variable`` backed by an existing ``tf.Variable`` (no copy)."""
+    """A ``keras.Variable`` backed by an existing ``tf.Variable`` (no copy).
+
+    Keras's TensorFlow backend keeps a ``tf.Variable`` handed to ``_initialize``
+    as its value; the constructor checks that this still holds. BatchNorm
+    moving statistics are never trainable, even where a (TF1-style) module
+    marks every variable trainable.
+    """
 
     def __init__(self, source: tf.Variable, name: str):
         self._source = source
+        self.hub_trainable = bool(source.trainable) and not hub_specs.is_bn_variable(source.name)
         super().__init__(initializer=_unused_initializer, shape=tuple(source.shape),
-                         dtype=source.dtype.name, trainable=source.trainable, name=name)
+                         dtype=source.dtype.name, trainable=self.hub_trainable, name=name)
         if self.value is not source:
             raise RuntimeError("This Keras version copies variables; HubBackbone cannot share "
                                "the SavedModel's weights.")
@@ -92,7 +110,7 @@ class HubUnit:
         return list(self.weights)
 
     def _trainable_kind(self) -> list:
-        return [v for v in self.weights if v.value.trainable]
+        return [v for v in self.weights if v.hub_trainable]
 
     def set_trainable(self, value: bool, train_bn: bool) -> None:
         on = bool(value) and (train_bn or not self.is_bn)
@@ -121,6 +139,9 @@ class HubBackbone(keras.layers.Layer):
             ``__call__`` when the module has one, else ``"serving_default"``,
             ``"default"`` (TF1 Hub modules) or the only signature.
         output_key: which output of a dict-returning module to use.
+        image_size: input size the layer is built for (recorded in ``spec``).
+        preprocessing: the :class:`~kerastl.backbones.Preprocess` mode in
+            front of it (recorded in ``spec``).
         frozen_units: units whose weights stay frozen while the layer is
             trainable (set by :func:`kerastl.unfreeze`, kept by ``get_config``).
         **kwargs: ``keras.layers.Layer`` arguments (``name``, ``trainable``).
