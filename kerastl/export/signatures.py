@@ -96,7 +96,8 @@ def resize_image(image: tf.Tensor, size: tuple[int, int], resize: str = "stretch
 
 
 def _looks_like_image(data: tf.Tensor) -> tf.Tensor:
-    checks = [tf.equal(tf.strings.substr(data, offset, len(magic)), magic)
+    padded = tf.strings.join([data, b"\0" * 12])  # substr fails past the end of a string
+    checks = [tf.equal(tf.strings.substr(padded, offset, len(magic)), magic)
               for offset, magic in _MAGIC]
     return tf.reduce_any(tf.stack(checks))
 

@@ -156,8 +156,9 @@ def _run_fresh_process(path: Path, arrays: dict, timeout: float):
         inputs, outputs, report = (os.path.join(tmp, n) for n in ("in.npz", "out.npz",
                                                                   "report.json"))
         np.savez(inputs, **arrays)
-        proc = subprocess.run([sys.executable, "-I", str(script), str(path), inputs, outputs,
-                               report], env=env, capture_output=True, text=True,
+        command = [sys.executable, "-I", str(script), str(path.resolve()), inputs, outputs,
+                   report]
+        proc = subprocess.run(command, env=env, capture_output=True, text=True,
                               timeout=timeout, check=False, cwd=tmp)
         if proc.returncode != 0:
             tail = "\n".join(proc.stderr.strip().splitlines()[-15:])

@@ -1,0 +1,182 @@
+"""``kerastl export``: a .keras model to a TF Serving SavedModel (and TFLite), verified.
+
+Example::
+
+    kerastl export flowers.keras --name flowers --labels labels.txt \\
+        --tflite float,int8 --verify
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+from pathlib import Path
+
+from kerastl.errors import UserInputError
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp")
+_MAGIC = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM")
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "export", help="export a .keras model for TF Serving (and TFLite)",
+        description="Write SavedModels/<name>/<version>/ with a raw-image-bytes "
+                    "serving_default signature, a float predict_images signature, labels, "
+                    "warmup requests and models.config; optionally TFLite models and a "
+                    "verification in a fresh TensorFlow-only process.")
+    parser.add_argument("model", help="the .keras model file")
+    parser.add_argument("--name", required=True, help="model name (folder and TF Serving name)")
+    parser.add_argument("--base-dir", default="SavedModels", help="export root (default: %(default)s)")
+    parser.add_argument("--version", type=int, help="version number (default: next free one)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing version")
+    parser.add_argument("--labels", help="text file with one class name per line, in label "
+                                         "order (default: <model>.labels.txt or labels.txt "
+                                         "next to the model)")
+    parser.add_argument("--class-names", help="comma-separated class names, in label order")
+    parser.add_argument("--top-k", type=int, default=5, help="classes in top_k outputs (default: 5)")
+    parser.add_argument("--resize", choices=("stretch", "crop", "pad"), default="stretch",
+                        help="how serving_default resizes images; use what training used "
+                             "(default: %(default)s)")
+    parser.add_argument("--examples", help="folder of real images for the warmup requests, "
+                                           "the TFLite comparison and --verify")
+    parser.add_argument("--no-warmup", action="store_true",
+                        help="do not write assets.extra/tf_serving_warmup_requests")
+    parser.add_argument("--serving-base-path", default="/models",
+                        help="where the server sees --base-dir, for models.config "
+                             "(default: %(default)s, the tensorflow/serving container)")
+    parser.add_argument("--tflite", help="also write TFLite models: comma-separated among "
+                                         "float,dynamic,float16,int8")
+    parser.add_argument("--verify", action="store_true",
+                        help="load the export in a fresh TensorFlow-only process and compare "
+                             "it with the Keras model")
+    parser.add_argument("--verify-images", type=int, default=32,
+                        help="number of images for --verify and --tflite (default: 32)")
+    parser.set_defaults(func=run)
+
+
+def load_keras_model(path: str | os.PathLike):
+    """Load a ``.keras`` file (kerastl's layers are registered by importing kerastl)."""
+    import keras
+
+    import kerastl  # noqa: F401  (registers kerastl>Preprocess and friends)
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Model file not found: {path}")
+    if path.suffix not in (".keras", ".h5"):
+        raise UserInputError(f"Expected a .keras model file. Received: {path}")
+    try:
+        return keras.saving.load_model(path, compile=False)
+    except (ValueError, TypeError, OSError) as err:
+        raise UserInputError(f"Could not load the Keras model {path}: {err}") from err
+
+
+def read_labels(path: str | os.PathLike) -> list[str]:
+    lines = [line.strip() for line in Path(path).read_text().splitlines()]
+    labels = [line for line in lines if line]
+    if not labels:
+        raise UserInputError(f"The labels file {path} is empty.")
+    return labels
+
+
+def resolve_class_names(model_path: Path, labels: str | None, class_names: str | None):
+    """Class names from --class-names, --labels or a labels file next to the model."""
+    if labels and class_names:
+        raise UserInputError("Give either --labels or --class-names, not both.")
+    if class_names:
+        return [c.strip() for c in class_names.split(",")]
+    if labels:
+        if not Path(labels).is_file():
+            raise FileNotFoundError(f"Labels file not found: {labels}")
+        return read_labels(labels)
+    for candidate in (model_path.with_suffix(".labels.txt"), model_path.parent / "labels.txt"):
+        if candidate.is_file():
+            log.info("Class names from %s", candidate)
+            return read_labels(candidate)
+    return None
+
+
+def image_files(paths) -> list[Path]:
+    """Image files named directly, or found (recursively, sorted) in folders."""
+    found = []
+    for item in paths:
+        path = Path(item)
+        if path.is_dir():
+            found += sorted(p for p in path.rglob("*")
+                            if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise FileNotFoundError(f"No such image file or folder: {path}")
+    if not found:
+        raise UserInputError(f"No images ({', '.join(IMAGE_EXTENSIONS)}) found in "
+                             f"{', '.join(map(str, paths))}")
+    return found
+
+
+def read_images(files: list[Path]) -> list[bytes]:
+    """The bytes of each file, or a clear error naming a file that is not an image."""
+    data = []
+    for f in files:
+        content = f.read_bytes()
+        if not content.startswith(_MAGIC) and content[8:12] != b"WEBP":
+            raise UserInputError(f"{f} is not a JPEG, PNG, GIF, BMP or WebP image.")
+        data.append(content)
+    return data
+
+
+def _example_images(folder: str, size, limit: int):
+    """Decode up to ``limit`` images of ``folder`` to the model's size (float32 [0, 255])."""
+    import tensorflow as tf
+
+    from kerastl.export.signatures import decode_images
+
+    files = image_files([folder])[:limit]
+    data = tf.constant(read_images(files))
+    images = tf.function(lambda d: decode_images(d, size), autograph=False)(data)
+    return files, images.numpy()
+
+
+def run(args: argparse.Namespace) -> int:
+    from kerastl.export import export_saved_model
+    from kerastl.export.signatures import model_image_size
+
+    model_path = Path(args.model)
+    model = load_keras_model(model_path)
+    names = resolve_class_names(model_path, args.labels, args.class_names)
+    size = model_image_size(model)
+    files, images = (None, None)
+    if args.examples:
+        files, images = _example_images(args.examples, size, max(args.verify_images, 1))
+    path = export_saved_model(
+        model, args.base_dir, name=args.name, version=args.version, class_names=names,
+        warmup=not args.no_warmup, overwrite=args.overwrite, top_k=args.top_k,
+        example_images=files[:8] if files else None, resize=args.resize,
+        serving_base_path=args.serving_base_path)
+    status = 0
+    if args.tflite:
+        from kerastl.export.tflite import export_tflite
+
+        out_dir = path.parent / "tflite" / path.name
+        results = export_tflite(model, out_dir, variants=args.tflite, images=images,
+                                class_names=names, name=args.name)
+        log.info("TFLite models (%s) and tflite_report.json in %s",
+                 ", ".join(r.variant for r in results), out_dir)
+    if args.verify:
+        from kerastl.export.verify import verify
+
+        report = verify(path, model, images=images, num_images=args.verify_images)
+        print(report.signatures)
+        print(report.summary())
+        (path.parent / f"verify-{path.name}.json").write_text(json.dumps(
+            {"ok": report.ok, "metrics": report.metrics,
+             "checks": [vars(c) for c in report.checks]}, indent=2) + "\n")
+        if not report.ok:
+            print("kerastl: verification failed (see the FAIL lines above)")
+            status = 1
+    return status

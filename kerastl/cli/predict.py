@@ -1,0 +1,178 @@
+"""``kerastl predict``: top-k predictions of a .keras model or an exported SavedModel.
+
+A SavedModel is asked through its ``serving_default`` signature with the raw
+file bytes, exactly as TF Serving would be; a ``.keras`` model gets the same
+in-graph decoding and resizing.
+
+Example::
+
+    kerastl predict SavedModels/flowers photos/ --top-k 3 --format csv
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from kerastl.cli.export import image_files, load_keras_model, read_images, resolve_class_names
+from kerastl.errors import UserInputError
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "predict", help="predict images with a .keras model or an exported SavedModel",
+        description="Print the top-k classes (or regression outputs) of each image.")
+    parser.add_argument("model", help="a .keras file, a SavedModel version folder, or a "
+                                      "model folder (its latest version)")
+    parser.add_argument("images", nargs="+", help="image files and/or folders")
+    parser.add_argument("--top-k", type=int, default=5, help="classes per image (default: 5)")
+    parser.add_argument("--format", choices=("table", "csv", "json"), default="table",
+                        help="output format (default: %(default)s)")
+    parser.add_argument("--output", "-o", help="write to this file instead of stdout")
+    parser.add_argument("--batch-size", type=int, default=32, help="images per batch")
+    parser.add_argument("--labels", help=".keras only: class names file, one per line")
+    parser.add_argument("--class-names", help=".keras only: comma-separated class names")
+    parser.add_argument("--resize", choices=("stretch", "crop", "pad"), default="stretch",
+                        help=".keras only: how images are resized (default: %(default)s)")
+    parser.set_defaults(func=run)
+
+
+class _SavedModelPredictor:
+    def __init__(self, path: Path):
+        import tensorflow as tf
+
+        from kerastl.export.saved_model import resolve_version_dir
+
+        self.path = resolve_version_dir(path)
+        self._fn = tf.saved_model.load(str(self.path)).signatures.get("serving_default")
+        if self._fn is None:
+            raise UserInputError(f"{self.path} has no serving_default signature.")
+        self._tf = tf
+        self.class_names = None  # the SavedModel answers class_names itself
+
+    def __call__(self, data: list[bytes]) -> dict[str, np.ndarray]:
+        out = self._fn(image_bytes=self._tf.constant(data))
+        return {k: v.numpy() for k, v in out.items()}
+
+
+class _KerasPredictor:
+    def __init__(self, path: Path, args):
+        import tensorflow as tf
+
+        from kerastl.export.signatures import decode_images, model_image_size
+        from kerastl.models import task_of
+
+        self.model = load_keras_model(path)
+        self.task = task_of(self.model)
+        self.class_names = resolve_class_names(path, args.labels, args.class_names)
+        size = model_image_size(self.model)
+        self._decode = tf.function(lambda d: decode_images(d, size, args.resize),
+                                   autograph=False)
+        self._tf = tf
+
+    def __call__(self, data: list[bytes]) -> dict[str, np.ndarray]:
+        images = self._decode(self._tf.constant(data))
+        scores = np.asarray(self.model.predict(images, verbose=0), dtype=np.float32)
+        key = "predictions" if self.task == "regression" else "probabilities"
+        return {key: scores}
+
+
+def _predict_batch(predictor, files, data):
+    import tensorflow as tf
+
+    try:
+        return predictor(data)
+    except tf.errors.InvalidArgumentError:
+        for f, d in zip(files, data, strict=True):  # find the file that broke the batch
+            try:
+                predictor([d])
+            except tf.errors.InvalidArgumentError as err:
+                raise UserInputError(f"Could not decode {f}: {err.message.splitlines()[0]}"
+                                     ) from err
+        raise
+
+
+def _rows(files, outputs, top_k, class_names):
+    rows = []
+    if "predictions" in outputs:
+        for f, values in zip(files, outputs["predictions"], strict=True):
+            rows.append({"file": str(f), "outputs": [float(v) for v in values]})
+        return rows
+    probs = outputs["probabilities"]
+    k = min(top_k, probs.shape[-1])
+    names = class_names or [str(i) for i in range(probs.shape[-1])]
+    for f, p in zip(files, probs, strict=True):
+        order = np.argsort(-p, kind="stable")[:k]
+        rows.append({"file": str(f), "top_k": [
+            {"rank": r + 1, "index": int(i), "class": names[i], "score": float(p[i])}
+            for r, i in enumerate(order)]})
+    return rows
+
+
+def _names_from_saved_model(path: Path) -> list[str] | None:
+    labels = path / "assets" / "labels.txt"
+    return labels.read_text().splitlines() if labels.is_file() else None
+
+
+def format_rows(rows, fmt: str) -> str:
+    """Render prediction rows as an aligned table, CSV or JSON."""
+    if fmt == "json":
+        return json.dumps(rows, indent=2) + "\n"
+    if rows and "outputs" in rows[0]:
+        header = ["file"] + [f"output_{i}" for i in range(len(rows[0]["outputs"]))]
+        table = [[r["file"]] + [f"{v:.6g}" for v in r["outputs"]] for r in rows]
+    else:
+        header = ["file", "rank", "index", "class", "score"]
+        table = [[r["file"], str(t["rank"]), str(t["index"]), t["class"], f"{t['score']:.6f}"]
+                 for r in rows for t in r["top_k"]]
+    if fmt == "csv":
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(header)
+        writer.writerows(table)
+        return buffer.getvalue()
+    widths = [max(len(h), *(len(row[i]) for row in table)) if table else len(h)
+              for i, h in enumerate(header)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
+    previous = None
+    for row in table:
+        shown = list(row)
+        if shown[0] == previous and len(header) == 5:
+            shown[0] = ""  # show each file once, on its top-1 row
+        previous = row[0]
+        lines.append("  ".join(c.ljust(w) for c, w in zip(shown, widths, strict=True)).rstrip())
+    return "\n".join(lines) + "\n"
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.top_k < 1 or args.batch_size < 1:
+        raise UserInputError("--top-k and --batch-size must be positive.")
+    model_path = Path(args.model)
+    if model_path.is_dir():
+        predictor = _SavedModelPredictor(model_path)
+        class_names = _names_from_saved_model(predictor.path)
+    elif model_path.is_file():
+        predictor = _KerasPredictor(model_path, args)
+        class_names = predictor.class_names
+    else:
+        raise FileNotFoundError(f"No such model file or SavedModel folder: {model_path}")
+    files = image_files(args.images)
+    outputs: dict[str, list] = {}
+    for start in range(0, len(files), args.batch_size):
+        chunk = files[start:start + args.batch_size]
+        for key, value in _predict_batch(predictor, chunk, read_images(chunk)).items():
+            outputs.setdefault(key, []).append(value)
+    merged = {k: np.concatenate(v) for k, v in outputs.items()
+              if k in ("probabilities", "predictions")}
+    text = format_rows(_rows(files, merged, args.top_k, class_names), args.format)
+    if args.output:
+        Path(args.output).write_text(text)
+    else:
+        sys.stdout.write(text)
+    return 0
