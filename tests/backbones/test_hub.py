@@ -238,6 +238,10 @@ def test_exports_as_saved_model(module, images, tmp_path):
     model.export(str(tmp_path / "export"), format="tf_saved_model", verbose=False)
     served = tf.saved_model.load(str(tmp_path / "export"))
     np.testing.assert_allclose(served.serve(images).numpy(), expected, atol=1e-5)
+    path = ktl.export_saved_model(model, tmp_path / "SavedModels", name="hub", warmup=False)
+    serving = tf.saved_model.load(str(path)).signatures["predict_images"]
+    probabilities = serving(tf.constant(images))["probabilities"].numpy()
+    np.testing.assert_allclose(probabilities, expected, atol=1e-5)
 
 
 def test_signature_only_saved_model(module, images, tmp_path):
