@@ -75,6 +75,9 @@ def convert(model: keras.Model, variant: str = "float",
     """
     check_variants([variant])
     height, width = model_image_size(model)
+    if variant == "int8" and (representative_images is None or not len(representative_images)):
+        raise UserInputError("int8 TFLite needs representative images to calibrate "
+                             "activation ranges (e.g. 100 training images).")
     # Keras' own ExportArchive tracks the variables the function uses, so the converter can
     # freeze them (a bare tf.function over a Keras 3 model leaves them uninitialised).
     archive = keras.export.ExportArchive()
@@ -95,9 +98,6 @@ def _configure(converter, variant: str, representative_images) -> None:
     if variant == "float16":
         converter.target_spec.supported_types = [tf.float16]
     if variant == "int8":
-        if representative_images is None or len(representative_images) == 0:
-            raise UserInputError("int8 TFLite needs representative images to calibrate "
-                                 "activation ranges (e.g. 100 training images).")
         images = np.asarray(representative_images, dtype=np.float32)
 
         def representative():
