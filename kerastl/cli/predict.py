@@ -139,7 +139,7 @@ def format_rows(rows, fmt: str) -> str:
         return buffer.getvalue()
     widths = [max(len(h), *(len(row[i]) for row in table)) if table else len(h)
               for i, h in enumerate(header)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip()]
     previous = None
     for row in table:
         shown = list(row)
