@@ -1,0 +1,115 @@
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import kerastl as ktl
+
+
+def _data(n=48, size=32, classes=3, seed=0):
+    """Separable toy images: each class has its own colour."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % classes
+    palette = np.array([[230, 30, 30], [30, 230, 30], [30, 30, 230]], dtype="float32")
+    x = palette[y][:, None, None, :] + rng.normal(0, 20, (n, size, size, 3))
+    x = np.clip(x, 0, 255).astype("float32")
+    return tf.data.Dataset.from_tensor_slices((x, y.astype("int32"))).batch(16), x, y
+
+
+def _model():
+    backbone = ktl.build_backbone("mobilenet_v2", weights=None, image_size=32)
+    return ktl.build_classifier(backbone, 3)
+
+
+def test_two_phases_history_and_best_metrics():
+    train, _, _ = _data()
+    val, _, _ = _data(seed=1)
+    seen = []
+
+    class Spy(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            seen.append(epoch)
+
+    result = ktl.fine_tune(_model(), train, val, head_epochs=2, epochs=2, callbacks=[Spy()],
+                           cache_features=False, verbose=0, patience=None,
+                           unfreeze={"groups": 2})
+    h = result.history
+    assert h["phase"] == [1, 1, 2, 2]
+    assert h["epoch"] == [1, 2, 3, 4]
+    assert seen == [0, 1, 2, 3]  # user callbacks run in both phases
+    assert {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(h)
+    assert h["learning_rate"][0] == pytest.approx(1e-3)
+    assert h["learning_rate"][-1] == pytest.approx(1e-4)
+    best = result.best_val_metrics
+    assert best["val_loss"] == pytest.approx(min(h["val_loss"]))
+    assert best["phase"] in (1, 2)
+    # the returned model holds the best epoch's weights
+    evaluated = dict(zip(result.model.metrics_names,
+                         np.atleast_1d(result.model.evaluate(val, verbose=0))))
+    assert evaluated["loss"] == pytest.approx(best["val_loss"], rel=1e-3, abs=1e-4)
+    assert set(result.timings) == {"phase1", "phase2"}
+
+
+def test_phase2_trains_only_what_unfreeze_selects():
+    train, _, _ = _data()
+    model = _model()
+    backbone = model.layers[1]
+    stem_before = np.array(backbone.get_layer("Conv1").kernel)
+    top_before = np.array(backbone.get_layer("Conv_1").kernel)
+    ktl.fine_tune(model, train, head_epochs=1, epochs=1, unfreeze={"groups": 1},
+                  cache_features=False, verbose=0)
+    np.testing.assert_array_equal(stem_before, np.array(backbone.get_layer("Conv1").kernel))
+    assert not np.array_equal(top_before, np.array(backbone.get_layer("Conv_1").kernel))
+
+
+def test_cached_features_give_the_same_head_as_full_model():
+    train, _, _ = _data()
+    val, _, _ = _data(seed=1)
+    results = {}
+    for cache in (True, False):
+        keras.utils.set_random_seed(7)
+        model = ktl.build_classifier(
+            ktl.build_backbone("mobilenet_v2", weights=None, image_size=32), 3, dropout=0.0)
+        res = ktl.fine_tune(model, train, val, head_epochs=3, epochs=0, cache_features=cache,
+                            verbose=0, patience=None)
+        results[cache] = res
+    assert results[True].cached_features and not results[False].cached_features
+    assert "feature_extraction" in results[True].timings
+    np.testing.assert_allclose(results[True].history["val_loss"],
+                               results[False].history["val_loss"], rtol=2e-3, atol=2e-4)
+
+
+def test_augmented_data_is_not_cached(caplog):
+    train, _, _ = _data()
+    train._kerastl_augmented = True
+    with caplog.at_level("INFO"):
+        res = ktl.fine_tune(_model(), train, head_epochs=2, epochs=0, verbose=0)
+    assert not res.cached_features
+    assert "training data is augmented" in caplog.text
+
+
+def test_learns_the_toy_problem():
+    train, _, _ = _data(n=96)
+    val, _, _ = _data(seed=3)
+    # A frozen random backbone gives near-constant features; real weights do not.
+    model = ktl.build_classifier(
+        ktl.build_backbone("efficientnet_lite0", weights="imagenet", image_size=32), 3)
+    res = ktl.fine_tune(model, train, val, head_epochs=6, epochs=1, learning_rate=1e-2,
+                        verbose=0, patience=None)
+    assert res.cached_features
+    assert res.best_val_metrics["val_accuracy"] >= 0.9
+
+
+def test_argument_errors():
+    train, _, _ = _data()
+    with pytest.raises(ValueError, match="head_epochs must be an int >= 0"):
+        ktl.fine_tune(_model(), train, head_epochs=-1)
+    with pytest.raises(ValueError, match="Nothing to do"):
+        ktl.fine_tune(_model(), train, head_epochs=0, epochs=0)
+    with pytest.raises(ValueError, match="cache_features must be"):
+        ktl.fine_tune(_model(), train, cache_features="yes", verbose=0)
+    with pytest.raises(ValueError, match="Unknown optimizer 'adamax'"):
+        ktl.fine_tune(_model(), train, optimizer="adamax", verbose=0)
+    images_only = tf.data.Dataset.from_tensor_slices(np.zeros((4, 32, 32, 3), "float32"))
+    with pytest.raises(ValueError, match=r"\(images, labels\)"):
+        ktl.fine_tune(_model(), images_only.batch(2), verbose=0)
