@@ -149,7 +149,9 @@ def from_arrays(x, y, *, image_size, batch_size: int = 32, validation_split: flo
             ds, num_examples=int(idx.size), image_size=size, resize=resize,
             batch_size=batch_size, training=training, cache=cache, split=split,
             shuffle=shuffle, seed=seed, deterministic=deterministic, augment=augment,
-            num_classes=len(class_names))
+            num_classes=len(class_names),
+            source_id=pipeline.fingerprint(x[idx].tobytes(), y[idx].tobytes())
+            if isinstance(cache, str) and cache not in ("auto", "memory") else "")
         datasets[split] = ds
         counts[split] = int(idx.size)
         augmented = augmented or aug

@@ -231,6 +231,10 @@ def image_folder(path: str | os.PathLike, *, image_size, batch_size: int = 32,
                         cache, shuffle, deterministic, augment_on, label_mode)
 
 
+def _on_disk(cache) -> bool:
+    return isinstance(cache, (str, os.PathLike)) and cache not in ("auto", "memory")
+
+
 def _make_splits(files, class_names, skipped, size, batch_size, seed, augment, resize, cache,
                  shuffle, deterministic, augment_on, label_mode) -> Splits:
     datasets, counts = {}, {}
@@ -253,7 +257,8 @@ def _make_splits(files, class_names, skipped, size, batch_size, seed, augment, r
             ds, num_examples=len(paths), image_size=size, resize=resize, batch_size=batch_size,
             training=training, cache=cache, split=split, shuffle=shuffle, seed=seed,
             deterministic=deterministic, augment=augment if augment_on == "data" else None,
-            num_classes=num_classes)
+            num_classes=num_classes,
+            source_id=pipeline.files_fingerprint(paths, inline) if _on_disk(cache) else "")
         datasets[split] = ds
         counts[split] = len(paths)
         augmented = augmented or aug

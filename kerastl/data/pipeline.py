@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 
@@ -19,9 +20,34 @@ AUTO_CACHE_BYTES = 2 * 1024**3
 SHUFFLE_BUFFER = 2048
 
 
+def fingerprint(*parts) -> str:
+    """A short hash naming an on-disk cache, so a changed source never reads a stale one."""
+    digest = hashlib.sha1()
+    for part in parts:
+        digest.update(part if isinstance(part, bytes) else repr(part).encode())
+        digest.update(b"\0")
+    return digest.hexdigest()[:12]
+
+
+def files_fingerprint(paths: list[str], inline: list[bytes]) -> str:
+    """Hash of file names, sizes and modification times (and inline bytes)."""
+    stats = []
+    for path, data in zip(paths, inline, strict=True):
+        try:
+            st = os.stat(path)
+            stats.append((path, st.st_size, st.st_mtime_ns, len(data)))
+        except OSError:
+            stats.append((path, -1, -1, len(data)))
+    return fingerprint(stats)
+
+
 def resolve_cache(cache, num_examples: int, image_size: tuple[int, int], resize: str,
-                  split: str) -> str | None:
-    """Return ``""`` (memory), a file prefix, or ``None`` (no cache)."""
+                  split: str, source_id: str = "") -> str | None:
+    """Return ``""`` (memory), a file prefix, or ``None`` (no cache).
+
+    On-disk caches are named ``<prefix>_<split>_<hash>`` where the hash covers
+    the source (``source_id``), the image size and the resize mode.
+    """
     if cache is False or cache is None:
         return None
     if cache == "auto":
@@ -39,7 +65,7 @@ def resolve_cache(cache, num_examples: int, image_size: tuple[int, int], resize:
         parent = os.path.dirname(prefix)
         if parent:
             os.makedirs(parent, exist_ok=True)
-        return f"{prefix}_{split}"
+        return f"{prefix}_{split}_{fingerprint(source_id, image_size, resize)}"
     raise UserInputError(
         "cache must be True/'memory', False, 'auto' or a file path prefix. "
         f"Received: cache={cache!r}"
@@ -49,13 +75,13 @@ def resolve_cache(cache, num_examples: int, image_size: tuple[int, int], resize:
 def finish(ds: tf.data.Dataset, *, num_examples: int, image_size: tuple[int, int],
            resize: str, batch_size: int, training: bool, cache, split: str,
            shuffle: bool, seed: int | None, deterministic: bool, augment=None,
-           num_classes: int | None = None, label_dtype=tf.int32):
+           num_classes: int | None = None, label_dtype=tf.int32, source_id: str = ""):
     """Cache, shuffle, batch, cast, crop and augment a dataset of ``(uint8 image, label)``.
 
     Returns:
         ``(dataset, augmented)``.
     """
-    cache_to = resolve_cache(cache, num_examples, image_size, resize, split)
+    cache_to = resolve_cache(cache, num_examples, image_size, resize, split, source_id)
     if cache_to is not None:
         ds = ds.cache(cache_to)
     if training and shuffle:
@@ -106,4 +132,7 @@ def files_dataset(paths: list[str], inline: list[bytes], labels: np.ndarray, *,
     def load(path, data, label):
         return decode.load_image(path, data, image_size, resize), label
 
-    return ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+    ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+    # Every file was decoded once up front; this only guards against a file that
+    # changes on disk during a long run (TensorFlow logs a warning for it).
+    return ds.ignore_errors(log_warning=True)

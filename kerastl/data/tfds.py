@@ -183,7 +183,8 @@ def from_tfds(name, *, image_size, batch_size: int = 32, data_dir: str | None = 
             ds, num_examples=counts[key], image_size=size, resize=resize,
             batch_size=batch_size, training=training, cache=cache, split=key,
             shuffle=shuffle, seed=seed, deterministic=deterministic, augment=augment,
-            num_classes=len(class_names))
+            num_classes=len(class_names),
+            source_id=f"{builder.name}:{builder.info.version}:{wanted}:{fraction}:{seed}")
         augmented = augmented or aug
     return Splits(train=datasets["train"], val=datasets["val"], test=datasets["test"],
                   class_names=class_names, counts=counts, image_size=size,

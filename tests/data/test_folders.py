@@ -125,3 +125,25 @@ def test_labels_csv_multi_label(tmp_path, rng):
     reasons = dict(splits.skipped)
     assert "not listed" in reasons[str(tmp_path / "unlisted.png")]
     assert "does not exist" in reasons[os.path.normpath(str(tmp_path / "gone.png"))]
+
+
+def test_file_cache_is_named_after_the_source(class_folder, tmp_path, rng):
+    prefix = str(tmp_path / "cache" / "imgs")
+    s = ktl.data.image_folder(class_folder, image_size=8, validation_split=0, cache=prefix)
+    x1, _ = collect(s.train)
+    first = sorted(p.name for p in (tmp_path / "cache").iterdir())
+    assert first and all(name.startswith("imgs_train_") for name in first)
+    # A new file changes the fingerprint: a fresh cache, not the stale one.
+    write_image(os.path.join(class_folder, "ant", "new.png"), rng, value=0)
+    s = ktl.data.image_folder(class_folder, image_size=8, validation_split=0, cache=prefix)
+    x2, _ = collect(s.train)
+    assert len(x2) == len(x1) + 1
+    assert len({n.split(".")[0] for n in os.listdir(tmp_path / "cache")}) == 2
+
+
+def test_file_vanishing_after_the_check_does_not_crash_iteration(class_folder):
+    s = ktl.data.image_folder(class_folder, image_size=8, validation_split=0, cache=False,
+                              shuffle=False)
+    os.remove(os.path.join(class_folder, "cat", "000.png"))
+    x, y = collect(s.train)
+    assert len(x) == 19
