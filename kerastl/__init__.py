@@ -11,8 +11,8 @@ Example:
     >>> ktl.export_saved_model(result.model, name="clothes", class_names=splits.class_names)
 
 Importing kerastl before TensorFlow filters TensorFlow's C++ start-up INFO
-lines from stderr (other lines pass through) unless you set
-``TF_CPP_MIN_LOG_LEVEL`` yourself; see ``kerastl/_quiet.py``.
+lines from stderr (other lines pass through; ``KERASTL_SHOW_TF_LOG=1`` keeps
+them all); see ``kerastl/_quiet.py``.
 """
 
 from kerastl._quiet import import_tensorflow_quietly as _import_tf

@@ -1,11 +1,13 @@
 """Import TensorFlow without its C++ start-up chatter on stderr.
 
 TensorFlow prints INFO lines (oneDNN, CUDA stubs, CPU instructions) from C++
-when it loads, and setting ``TF_CPP_MIN_LOG_LEVEL`` from Python after the
-interpreter started does not stop them. When the user has not set that
-variable, kerastl captures file descriptor 2 while TensorFlow loads, then
+when it loads. kerastl captures file descriptor 2 while TensorFlow loads, then
 restores it and writes back every captured line that is not known start-up
 noise, so real warnings and errors still reach the user.
+
+These lines are printed by absl before TensorFlow reads
+``TF_CPP_MIN_LOG_LEVEL``, so that variable does not silence them. Set
+``KERASTL_SHOW_TF_LOG=1`` to see everything.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ def _is_noise(line: str) -> bool:
 
 def import_tensorflow_quietly() -> None:
     """Import ``tensorflow`` and ``keras``, filtering TF's C++ start-up log lines."""
-    if "tensorflow" in sys.modules or "TF_CPP_MIN_LOG_LEVEL" in os.environ:
+    if "tensorflow" in sys.modules or os.environ.get("KERASTL_SHOW_TF_LOG"):
         import keras  # noqa: F401
         import tensorflow  # noqa: F401
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pathlib
+import re
 
 from kerastl.errors import UserInputError
 
@@ -96,7 +97,8 @@ def run(args) -> int:
     splits = ktl.data.image_folder(data_dir, image_size=(size, size), batch_size=args.batch_size,
                                    validation_split=args.validation_split, seed=args.seed,
                                    augment=args.augment)
-    output = args.output or next_free_dir(f"runs/{spec.name}")
+    safe_name = re.sub(r"[^A-Za-z0-9_.-]+", "_", spec.name.removeprefix("hub:")).strip("_")
+    output = args.output or next_free_dir(f"runs/{safe_name or 'hub'}")
     config = {k: (str(v) if isinstance(v, pathlib.Path) else v)
               for k, v in vars(args).items() if k != "func"}
     report = train_and_report(

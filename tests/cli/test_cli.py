@@ -1,0 +1,103 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from kerastl.cli.main import main
+
+
+def _folder(root, classes=("cat", "dog"), per_class=8, size=24):
+    rng = np.random.default_rng(0)
+    for c, name in enumerate(classes):
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            colour = np.array([200, 40, 40]) if c == 0 else np.array([40, 40, 200])
+            pixels = np.clip(colour + rng.normal(0, 25, (size, size, 3)), 0, 255)
+            Image.fromarray(pixels.astype("uint8")).save(root / name / f"{i}.png")
+    return root
+
+
+def test_train_missing_folder_is_one_line_exit_2(capsys):
+    assert main(["train", "/nonexistent"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["kerastl: error: DATA_DIR /nonexistent does not exist"]
+
+
+def test_cli_subprocess_error_has_no_traceback():
+    proc = subprocess.run([sys.executable, "-m", "kerastl", "train", "/nonexistent"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "kerastl: error: DATA_DIR /nonexistent does not exist"]
+    assert "Traceback" not in proc.stderr
+
+
+def test_usage_errors_exit_2(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["train"])
+    assert info.value.code == 2
+    assert "kerastl: error:" in capsys.readouterr().err
+    assert main(["train", "/tmp", "--backbone", "resnet5O"]) == 2
+    assert "Unknown backbone 'resnet5O'" in capsys.readouterr().err
+
+
+def test_single_class_folder_is_refused(tmp_path, capsys):
+    _folder(tmp_path / "data", classes=("only",))
+    code = main(["train", str(tmp_path / "data"), "--weights", "none", "--image-size", "32"])
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "class" in err[0].lower()
+
+
+def test_backbones_table(capsys):
+    assert main(["backbones"]) == 0
+    out = capsys.readouterr().out
+    assert "efficientnet_lite0" in out and "convnext_xlarge" in out
+    row = next(line for line in out.splitlines() if line.startswith("efficientnet_lite0 "))
+    assert row.split()[1:3] == ["224", "4.7"] and row.rstrip().endswith("yes")
+    assert main(["backbones", "--json", "--family", "vgg"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["name"] for r in rows] == ["vgg16", "vgg19"]
+
+
+@pytest.mark.slow
+def test_train_writes_model_report_and_plots(tmp_path, capsys):
+    import keras
+
+    data = _folder(tmp_path / "data")
+    out = tmp_path / "run"
+    args = ["train", str(data), "--backbone", "mobilenet_v2", "--weights", "none",
+            "--image-size", "32", "--head-epochs", "2", "--epochs", "1", "--batch-size", "4",
+            "--validation-split", "0.25", "--output", str(out)]
+    assert main(args) == 0
+    for name in ("model.keras", "report.json", "curves.png", "confusion_matrix.png"):
+        assert (out / name).stat().st_size > 0, name
+    report = json.loads((out / "report.json").read_text())
+    assert report["class_names"] == ["cat", "dog"]
+    assert report["history"]["phase"][:2] == [1, 1]
+    assert report["counts"]["val"] == 4
+    val = report["val_metrics"]
+    assert val["examples"] == 4
+    assert np.array(val["confusion_matrix"]).sum() == 4
+    assert set(val["per_class"]) == {"cat", "dog"}
+    model = keras.saving.load_model(out / "model.keras")
+    assert model.output_shape == (None, 2)
+    # never overwrite a trained model by accident
+    assert main(args) == 2
+    assert "already holds a trained model" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@pytest.mark.weights
+def test_demo_quick(tmp_path, capsys):
+    assert main(["demo", "--quick", "--output", str(tmp_path / "demo")]) == 0
+    out = capsys.readouterr().out
+    assert "Test accuracy on 100 Fashion-MNIST test images" in out
+    report = json.loads((tmp_path / "demo" / "report.json").read_text())
+    assert report["backbone"] == "efficientnet_lite0"
+    assert report["counts"] == {"train": 100, "val": 50, "test": 100}
+    assert 0.0 <= report["test_metrics"]["accuracy"] <= 1.0
+    assert (tmp_path / "demo" / "confusion_matrix.png").exists()
