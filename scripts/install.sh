@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Install everything kerastl needs on a fresh Debian/Ubuntu machine:
+# Debian packages (Python venv support, the Fashion-MNIST data package) and a
+# virtual environment .venv with kerastl and its test/weights extras.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+need_apt=()
+python3 -c "import venv, ensurepip" 2>/dev/null || need_apt+=(python3-venv python3-pip)
+[ -f /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz ] || need_apt+=(dataset-fashion-mnist)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if command -v apt-get >/dev/null; then
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" python3 >/dev/null
+  else
+    echo "install.sh: apt-get not found; please install: ${need_apt[*]}" >&2
+    exit 1
+  fi
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  # --system-site-packages reuses packages already installed on the machine.
+  python3 -m venv --system-site-packages .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -e ".[dev]"
+echo "install.sh: ready (.venv/bin/kerastl)"
