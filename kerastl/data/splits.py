@@ -45,6 +45,15 @@ class Splits:
     class_counts: list[int] = dataclasses.field(default_factory=list)
     augmentation: Any = None
 
+    def __post_init__(self):
+        # Mark the dataset itself, so fine_tune(cache_features="auto") can tell
+        # that caching backbone features would freeze the augmentation.
+        if self.augmented and self.train is not None:
+            try:
+                self.train._kerastl_augmented = True
+            except AttributeError:  # pragma: no cover - exotic dataset types
+                pass
+
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
