@@ -17,7 +17,6 @@ import re
 import tempfile
 
 import h5py
-import keras
 import numpy as np
 
 from kerastl.errors import MissingExtraError, WeightsUnavailableError
