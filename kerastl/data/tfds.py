@@ -29,7 +29,7 @@ def _how_to_provide(name: str, data_dir) -> str:
     )
 
 
-def _builder(tfds, name, data_dir):
+def _builder(tfds, name, data_dir, download):
     if isinstance(name, tfds.core.DatasetBuilder):
         return name
     if not isinstance(name, (str, os.PathLike)):
@@ -47,6 +47,9 @@ def _builder(tfds, name, data_dir):
             + " Or pass the path of a local image folder."
         ) from err
     if not builder.is_prepared():
+        if not download:
+            raise DataError(f"TFDS dataset {name!r} is not prepared in data_dir and "
+                            "download=False. " + _how_to_provide(str(name), data_dir))
         try:
             builder.download_and_prepare()
         except Exception as err:  # network, disk or checksum failures all end here
@@ -98,7 +101,7 @@ def from_tfds(name, *, image_size, batch_size: int = 32, data_dir: str | None = 
               split=("train", "validation", "test"), validation_split: float = 0.2,
               seed: int = 1337, augment=None, resize: str = "stretch", cache="auto",
               shuffle: bool = True, deterministic: bool = False, image_key: str = "image",
-              label_key: str = "label") -> Splits:
+              label_key: str = "label", download: bool = True) -> Splits:
     """Datasets from TensorFlow Datasets.
 
     Args:
@@ -120,6 +123,9 @@ def from_tfds(name, *, image_size, batch_size: int = 32, data_dir: str | None = 
         deterministic: keep a reproducible element order.
         image_key: name of the image feature.
         label_key: name of the label feature.
+        download: download and prepare the dataset when it is not in
+            ``data_dir``; ``False`` fails at once instead (useful offline, where
+            the download's retries take minutes to give up).
 
     Returns:
         :class:`Splits`.
@@ -141,7 +147,7 @@ def from_tfds(name, *, image_size, batch_size: int = 32, data_dir: str | None = 
         raise UserInputError(f"split must name up to 3 splits (train, validation, test). "
                              f"Received: {split!r}")
     augment_lib.resolve_options(augment)
-    builder = _builder(tfds, name, data_dir)
+    builder = _builder(tfds, name, data_dir, download)
     class_names = _pick_keys(builder.info.features, image_key, label_key)
     available = dict(builder.info.splits.items()) if builder.info.splits else {}
     if wanted[0] not in available:
@@ -168,8 +174,18 @@ def from_tfds(name, *, image_size, batch_size: int = 32, data_dir: str | None = 
         is_val[val_idx] = True
         table = tf.constant(is_val)
         indexed = sources["train"].enumerate()
-        sources["val"] = indexed.filter(lambda i, ex: table[i]).map(lambda i, ex: ex)
-        sources["train"] = indexed.filter(lambda i, ex: ~table[i]).map(lambda i, ex: ex)
+
+        def in_val(i, example):
+            return table[i]
+
+        def in_train(i, example):
+            return tf.logical_not(table[i])
+
+        def drop_index(i, example):
+            return example
+
+        sources["val"] = indexed.filter(in_val).map(drop_index)
+        sources["train"] = indexed.filter(in_train).map(drop_index)
         counts["val"], counts["train"] = int(is_val.sum()), int((~is_val).sum())
         class_counts = np.bincount(labels[~is_val], minlength=len(class_names)).tolist()
     datasets = {"val": None, "test": None}

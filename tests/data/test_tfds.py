@@ -1,4 +1,6 @@
+import numpy as np
 import pytest
+import tensorflow_datasets as tfds
 from conftest import collect, make_class_folder
 
 import kerastl as ktl
@@ -29,8 +31,43 @@ def test_unknown_tfds_name_suggests_close_matches():
         ktl.data.from_tfds("mnistt", image_size=8)
 
 
-@pytest.mark.slow
 def test_unavailable_tfds_data_says_how_to_provide_it(tmp_path):
-    # Offline (or without the data), preparing fails; the error says what to do.
     with pytest.raises(DataError, match="data_dir=DIR"):
-        ktl.data.from_tfds("mnist", image_size=8, data_dir=str(tmp_path / "none"))
+        ktl.data.from_tfds("mnist", image_size=8, data_dir=str(tmp_path / "none"),
+                           download=False)
+
+
+class KtlTinyImages(tfds.core.GeneratorBasedBuilder):
+    """A tiny builder prepared offline: 12 train and 4 test greyscale images."""
+
+    VERSION = tfds.core.Version("1.0.0")
+
+    def _info(self):
+        return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
+            "image": tfds.features.Image(shape=(10, 10, 1)),
+            "label": tfds.features.ClassLabel(names=["dark", "light"]),
+        }))
+
+    def _split_generators(self, dl_manager):
+        return {"train": self._generate_examples(12), "test": self._generate_examples(4)}
+
+    def _generate_examples(self, n):
+        for i in range(n):
+            label = i % 2
+            yield i, {"image": np.full((10, 10, 1), 20 + 200 * label, np.uint8),
+                      "label": label}
+
+
+def test_prepared_tfds_name_with_data_dir(tmp_path):
+    data_dir = str(tmp_path / "tfds")
+    try:
+        KtlTinyImages(data_dir=data_dir).download_and_prepare()
+    except ImportError as err:  # an incomplete tfds install (e.g. etils[epath] extras)
+        pytest.skip(f"tfds cannot prepare datasets here: {err}")
+    s = ktl.data.from_tfds("ktl_tiny_images", image_size=6, data_dir=data_dir,
+                           validation_split=0.25, download=False)
+    assert s.class_names == ["dark", "light"]
+    assert s.counts == {"train": 9, "val": 3, "test": 4}
+    x, y = collect(s.train)
+    assert x.shape == (9, 6, 6, 3)
+    assert np.allclose(x.mean(axis=(1, 2, 3)), 20 + 200 * y)
