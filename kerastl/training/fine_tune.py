@@ -12,16 +12,14 @@ from __future__ import annotations
 import dataclasses
 import logging
 import sys
-import time
 
 import keras
 import tensorflow as tf
 
+from kerastl import distribute
 from kerastl.errors import UserInputError
-from kerastl.freezing import find_backbone, freeze
-from kerastl.freezing import unfreeze as unfreeze_model
+from kerastl.freezing import find_backbone
 from kerastl.models import task_of
-from kerastl.training.callbacks import BestWeights, PhaseLogger
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +44,7 @@ class FineTuneResult:
             ``loss`` without validation data), with its ``epoch`` and ``phase``.
         timings: seconds spent per phase and on feature extraction.
         cached_features: whether phase 1 trained on cached backbone features.
+        resumed_from: the checkpoint folder this run resumed from, or None.
     """
 
     model: keras.Model
@@ -53,6 +52,7 @@ class FineTuneResult:
     best_val_metrics: dict[str, float]
     timings: dict[str, float]
     cached_features: bool = False
+    resumed_from: str | None = None
 
     def history_rows(self) -> list[dict]:
         """The history as one dict per epoch."""
@@ -116,62 +116,15 @@ def _resolve_verbose(verbose):
     return int(verbose)
 
 
-def _head_model(model: keras.Model, backbone: keras.Model):
-    """A model from backbone features to the output sharing the head's layers, or None."""
-    layers = model.layers
-    if backbone not in layers or not isinstance(layers[0], keras.layers.InputLayer):
-        return None
-    index = layers.index(backbone)
-    if index != 1:
-        return None
-    feature_shape = tuple(backbone.output.shape[1:])
-    inputs = keras.Input(feature_shape, name="features")
-    x = inputs
-    try:
-        for layer in layers[index + 1:]:
-            x = layer(x)
-    except (ValueError, TypeError) as err:
-        log.info("Not caching features: the head is not a simple chain (%s)", err)
-        return None
-    if tuple(x.shape[1:]) != tuple(model.output.shape[1:]):
-        return None
-    return keras.Model(inputs, x, name=f"{model.name}_head")
-
-
-def _augmentation_layers(model: keras.Model) -> list[str]:
-    names = []
-    for layer in model._flatten_layers(include_self=False, recursive=True):
-        cls = type(layer).__name__
-        if cls.startswith("Random") or cls in ("RandAugment", "MixUp", "CutMix", "AugMix",
-                                               "AutoContrast"):
-            names.append(layer.name)
-    return names
-
-
-def _should_cache(cache_features, model, train, head_epochs) -> tuple[bool, str]:
-    if cache_features not in ("auto", True, False):
-        raise UserInputError(
-            f"cache_features must be 'auto', True or False. Received: {cache_features!r}"
-        )
-    if cache_features is False:
-        return False, "cache_features=False"
-    if getattr(train, "_kerastl_augmented", False):
-        return False, "the training data is augmented (each epoch must see new images)"
-    aug = _augmentation_layers(model)
-    if aug:
-        return False, f"the model has augmentation layers ({', '.join(aug[:3])})"
-    if cache_features == "auto" and head_epochs < 2:
-        return False, "a single head epoch costs no more than extracting features"
-    return True, ""
-
-
 def fine_tune(model: keras.Model, train: tf.data.Dataset, val: tf.data.Dataset | None = None, *,
               head_epochs: int = 3, epochs: int = 10, learning_rate: float = 1e-3,
               fine_tune_learning_rate: float = 1e-4, unfreeze: dict | None = None,
               callbacks: list | None = None, cache_features="auto", verbose="auto",
               optimizer: str = "adam", loss=None, metrics=None, patience: int | None = 3,
               label_smoothing: float = 0.0, class_weight: dict | None = None,
-              weight_decay: float | None = None) -> FineTuneResult:
+              weight_decay: float | None = None, strategy=None, backup_dir=None,
+              mixed_precision: str | None = None, jit_compile: bool | None = None,
+              training_loop: str = "auto") -> FineTuneResult:
     """Fine-tune ``model`` in two phases and return the best weights.
 
     Phase 1 trains only the head for ``head_epochs`` with the backbone frozen
@@ -185,6 +138,8 @@ def fine_tune(model: keras.Model, train: tf.data.Dataset, val: tf.data.Dataset |
     Args:
         model: a model containing a kerastl backbone (``build_classifier``...).
         train: dataset of ``(images, labels)`` batches, images float32 [0, 255].
+            Under a strategy each batch is the *global* batch (per-replica
+            batch x replicas); it is split across replicas and workers.
         val: optional validation dataset of the same form.
         head_epochs: epochs of phase 1 (0 skips it).
         epochs: epochs of phase 2 (0 skips it).
@@ -205,6 +160,23 @@ def fine_tune(model: keras.Model, train: tf.data.Dataset, val: tf.data.Dataset |
         label_smoothing: for one-hot labels.
         class_weight: ``{class index: weight}`` passed to ``fit``.
         weight_decay: optimizer weight decay (AdamW default 1e-4).
+        strategy: ``None`` (no distribution), a name for
+            :func:`kerastl.distribute.get_strategy` (``"auto"``, ``"mirrored"``,
+            ``"multi_worker"``...) or a ``tf.distribute.Strategy``. A model
+            built outside the strategy's scope is trained as a copy built in
+            it; the trained weights are copied back into ``model``.
+        backup_dir: folder for phase-aware checkpoints written after every
+            epoch (atomically; by the chief only). A run restarted with the
+            same arguments resumes in the phase, epoch and frozen/unfrozen
+            state where it stopped; a finished run returns at once.
+        mixed_precision: ``"mixed_float16"`` or ``"mixed_bfloat16"``: train a
+            copy in that policy (the ``predictions`` layer stays float32);
+            the global dtype policy is restored afterwards and ``model``
+            stays float32.
+        jit_compile: compile training steps with XLA (``None``: Keras default).
+        training_loop: ``"auto"`` (Keras ``fit``, or kerastl's
+            ``strategy.run`` loop for multi-worker strategies, where Keras 3
+            ``fit`` fails), ``"keras"`` or ``"custom"``.
 
     Returns:
         A :class:`FineTuneResult`.
@@ -217,102 +189,42 @@ def fine_tune(model: keras.Model, train: tf.data.Dataset, val: tf.data.Dataset |
             raise UserInputError(f"{label} must be an int >= 0. Received: {label}={value!r}")
     if head_epochs + epochs == 0:
         raise UserInputError("Nothing to do: head_epochs and epochs are both 0.")
-    backbone, _spec = find_backbone(model)
-    verbose = _resolve_verbose(verbose)
-    if loss is None:
-        loss, default_metrics = default_loss_and_metrics(model, train, label_smoothing)
-        metrics = default_metrics if metrics is None else metrics
-    monitor = "val_loss" if val is not None else "loss"
-    best = BestWeights(model, monitor=monitor)
-    rows: list[dict] = []
-    timings: dict[str, float] = {}
-    user_callbacks = list(callbacks or [])
+    if training_loop not in ("auto", "keras", "custom"):
+        raise UserInputError("training_loop must be 'auto', 'keras' or 'custom'. "
+                             f"Received: {training_loop!r}")
+    find_backbone(model)
+    policy = distribute.check_precision(mixed_precision)
+    if strategy is not None:
+        strategy = distribute.get_strategy(strategy)
+    if training_loop == "auto":
+        training_loop = "custom" if distribute.is_multi_worker(strategy) else "keras"
+    if training_loop == "custom" and strategy is None:
+        strategy = tf.distribute.get_strategy()
+    options = dict(head_epochs=head_epochs, epochs=epochs, learning_rate=learning_rate,
+                   fine_tune_learning_rate=fine_tune_learning_rate, unfreeze=unfreeze or {},
+                   callbacks=list(callbacks or []), cache_features=cache_features,
+                   verbose=_resolve_verbose(verbose), optimizer=optimizer, loss=loss,
+                   metrics=metrics, patience=patience, label_smoothing=label_smoothing,
+                   class_weight=class_weight, weight_decay=weight_decay, strategy=strategy,
+                   backup_dir=backup_dir, jit_compile=jit_compile, loop=training_loop)
+    from kerastl.training.phases import TwoPhases, fresh_metrics  # imports this module
 
-    def phase_callbacks(phase):
-        cbs = [PhaseLogger(phase, rows), best] + user_callbacks
-        if patience is not None:
-            cbs.append(keras.callbacks.EarlyStopping(monitor=monitor, patience=patience))
-        return cbs
-
-    cached = False
-    if head_epochs:
-        freeze(model)
-        use_cache, why = _should_cache(cache_features, model, train, head_epochs)
-        head = _head_model(model, backbone) if use_cache else None
-        if use_cache and head is None:
-            why = "the head is not a simple chain of layers after the backbone"
-        if head is None and cache_features is not False:
-            log.info("Phase 1 not using cached features: %s", why)
-        start = time.perf_counter()
-        if head is not None:
-            cached = True
-            from kerastl.data.features import extract_features, features_dataset
-
-            log.info("Phase 1: extracting backbone features once (frozen backbone)")
-            t0 = time.perf_counter()
-            f_train, y_train = extract_features(backbone, train, verbose=verbose == 1)
-            val_ds = None
-            if val is not None:
-                f_val, y_val = extract_features(backbone, val, verbose=verbose == 1)
-                val_ds = features_dataset(f_val, y_val, batch_size=_batch_size(train),
-                                          shuffle=False)
-            timings["feature_extraction"] = time.perf_counter() - t0
-            train_ds = features_dataset(f_train, y_train, batch_size=_batch_size(train),
-                                        shuffle=True, seed=1337)
-            head.compile(optimizer=make_optimizer(optimizer, learning_rate,
-                                                  weight_decay=weight_decay),
-                         loss=loss, metrics=metrics)
-            head.fit(train_ds, validation_data=val_ds, epochs=head_epochs, verbose=verbose,
-                     callbacks=phase_callbacks(1), class_weight=class_weight, shuffle=False)
-        else:
-            model.compile(optimizer=make_optimizer(optimizer, learning_rate,
-                                                   weight_decay=weight_decay),
-                          loss=loss, metrics=metrics)
-            model.fit(train, validation_data=val, epochs=head_epochs, verbose=verbose,
-                      callbacks=phase_callbacks(1), class_weight=class_weight, shuffle=False)
-        timings["phase1"] = time.perf_counter() - start
-    done = len(rows)
-    if epochs:
-        unfreeze_model(model, **(unfreeze or {}))
-        model.compile(optimizer=make_optimizer(optimizer, fine_tune_learning_rate,
-                                               weight_decay=weight_decay),
-                      loss=loss, metrics=metrics)
-        start = time.perf_counter()
-        model.fit(train, validation_data=val, initial_epoch=done, epochs=done + epochs,
-                  verbose=verbose, callbacks=phase_callbacks(2), class_weight=class_weight,
-                  shuffle=False)
-        timings["phase2"] = time.perf_counter() - start
-    if best.restore():
-        log.info("Restored the weights of epoch %d (%s=%.4f)", best.best_epoch + 1,
-                 monitor, best.best)
+    with distribute.precision(policy):
+        work = model
+        if policy or (strategy is not None and not distribute.variables_in_scope(model, strategy)):
+            work = distribute.rebuild(model, strategy=strategy, policy=policy)
+        runner = TwoPhases(work, train, val, **options)
+        result = runner.run()
+    if work is not model:
+        model.set_weights(work.get_weights())
+        for source, target in zip(work._flatten_layers(include_self=False, recursive=True),
+                                  model._flatten_layers(include_self=False, recursive=True),
+                                  strict=True):
+            target.trainable = source.trainable
+        result.model = model
     if not model.compiled:
-        model.compile(optimizer=make_optimizer(optimizer, learning_rate), loss=loss,
-                      metrics=metrics)
-    history = _merge(rows)
-    best_row = _best_row(rows, monitor)
-    return FineTuneResult(model=model, history=history, best_val_metrics=best_row,
-                          timings=timings, cached_features=cached)
+        model.compile(optimizer=make_optimizer(optimizer, learning_rate), loss=runner.loss,
+                      metrics=fresh_metrics(runner.metrics))
+    return result
 
 
-def _batch_size(dataset) -> int:
-    spec = dataset.element_spec[0]
-    size = spec.shape[0]
-    if size is not None:
-        return int(size)
-    for images, _ in dataset.take(1):
-        return int(images.shape[0])
-    raise UserInputError("The training dataset is empty.")
-
-
-def _merge(rows: list[dict]) -> dict[str, list]:
-    keys: list[str] = []
-    for row in rows:
-        keys.extend(k for k in row if k not in keys)
-    return {k: [row.get(k) for row in rows] for k in keys}
-
-
-def _best_row(rows: list[dict], monitor: str) -> dict:
-    scored = [r for r in rows if r.get(monitor, r.get("loss")) is not None]
-    if not scored:
-        return {}
-    return dict(min(scored, key=lambda r: r.get(monitor, r.get("loss"))))

@@ -1,0 +1,355 @@
+"""The two phases behind :func:`kerastl.fine_tune`: caching, checkpoints, resumption.
+
+Phase 1 trains the head on a frozen backbone (on cached backbone features
+when that is exact), phase 2 unfreezes and recompiles. With a ``backup_dir``
+a checkpoint is written after every epoch and at the phase boundary, and a
+restarted run picks up in the recorded phase, epoch and frozen/unfrozen
+state (see :mod:`kerastl.training.checkpoint`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+
+import keras
+
+from kerastl import distribute
+from kerastl.errors import UserInputError
+from kerastl.freezing import find_backbone, freeze
+from kerastl.freezing import unfreeze as unfreeze_model
+from kerastl.training.callbacks import BestWeights, PhaseLogger
+from kerastl.training.checkpoint import (
+    CheckpointManager,
+    optimizer_arrays,
+    pause_callbacks,
+    pause_point,
+    restore_optimizer,
+)
+from kerastl.training.fine_tune import (
+    FineTuneResult,
+    default_loss_and_metrics,
+    make_optimizer,
+)
+
+log = logging.getLogger(__name__)
+
+
+def _head_model(model: keras.Model, backbone: keras.Model):
+    """A model from backbone features to the output sharing the head's layers, or None."""
+    layers = model.layers
+    if backbone not in layers or not isinstance(layers[0], keras.layers.InputLayer):
+        return None
+    index = layers.index(backbone)
+    if index != 1:
+        return None
+    feature_shape = tuple(backbone.output.shape[1:])
+    inputs = keras.Input(feature_shape, name="features")
+    x = inputs
+    try:
+        for layer in layers[index + 1:]:
+            x = layer(x)
+    except (ValueError, TypeError) as err:
+        log.info("Not caching features: the head is not a simple chain (%s)", err)
+        return None
+    if tuple(x.shape[1:]) != tuple(model.output.shape[1:]):
+        return None
+    return keras.Model(inputs, x, name=f"{model.name}_head")
+
+
+def _augmentation_layers(model: keras.Model) -> list[str]:
+    names = []
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        cls = type(layer).__name__
+        if cls.startswith("Random") or cls in ("RandAugment", "MixUp", "CutMix", "AugMix",
+                                               "AutoContrast"):
+            names.append(layer.name)
+    return names
+
+
+def _should_cache(cache_features, model, train, head_epochs) -> tuple[bool, str]:
+    if cache_features not in ("auto", True, False):
+        raise UserInputError(
+            f"cache_features must be 'auto', True or False. Received: {cache_features!r}"
+        )
+    if cache_features is False:
+        return False, "cache_features=False"
+    if getattr(train, "_kerastl_augmented", False):
+        return False, "the training data is augmented (each epoch must see new images)"
+    aug = _augmentation_layers(model)
+    if aug:
+        return False, f"the model has augmentation layers ({', '.join(aug[:3])})"
+    if cache_features == "auto" and head_epochs < 2:
+        return False, "a single head epoch costs no more than extracting features"
+    return True, ""
+
+
+def fresh_metrics(metrics):
+    """New metric objects with the same config (metric variables belong to one scope)."""
+    if metrics is None:
+        return None
+    return [m.__class__.from_config(m.get_config()) if isinstance(m, keras.metrics.Metric)
+            else m for m in metrics]
+
+
+class _ResumableEarlyStopping(keras.callbacks.EarlyStopping):
+    """EarlyStopping whose counters can be restored from a checkpoint."""
+
+    def __init__(self, *args, initial: dict | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.initial = initial or {}
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        self.wait = int(self.initial.get("wait", 0))
+        self.best = self.initial.get("best")
+
+
+class _SaveEachEpoch(keras.callbacks.Callback):
+    def __init__(self, run, phase):
+        super().__init__()
+        self.run, self.phase = run, phase
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.run.save(self.phase, optimizer=self.model.optimizer,
+                      label=f"{self.phase}:{int(epoch) + 1}",
+                      stopped=getattr(self.model, "stop_training", False))
+
+
+class TwoPhases:
+    """The two phases of :func:`fine_tune`, with checkpoints and resumption."""
+
+    def __init__(self, model, train, val, **options):
+        self.model, self.train, self.val = model, train, val
+        self.o = options
+        self.strategy = options["strategy"]
+        self.monitor = "val_loss" if val is not None else "loss"
+        self.best = BestWeights(model, monitor=self.monitor)
+        self.rows: list[dict] = []
+        self.timings: dict[str, float] = {}
+        self.stopper: _ResumableEarlyStopping | None = None
+        self.cached = False
+        self.phase1_epochs = 0
+        with self._scope():
+            loss, metrics = self.o["loss"], self.o["metrics"]
+            if loss is None:
+                loss, default_metrics = default_loss_and_metrics(
+                    model, train, self.o["label_smoothing"])
+                metrics = default_metrics if metrics is None else metrics
+        self.loss, self.metrics = loss, metrics
+        self.ckpt = None
+        self.resumed_from = None
+        if options["backup_dir"] is not None:
+            self.ckpt = CheckpointManager(
+                options["backup_dir"], fingerprint=self._fingerprint(),
+                writer=distribute.is_chief(self.strategy))
+
+    def _scope(self):
+        return self.strategy.scope() if self.strategy is not None else contextlib.nullcontext()
+
+    def _fingerprint(self) -> dict:
+        o = self.o
+        return {"model": self.model.name, "weights": [list(w.shape) for w in self.model.weights],
+                "head_epochs": o["head_epochs"], "epochs": o["epochs"],
+                "unfreeze": o["unfreeze"], "optimizer": str(o["optimizer"]),
+                "learning_rate": o["learning_rate"],
+                "fine_tune_learning_rate": o["fine_tune_learning_rate"]}
+
+    # -- checkpoints -----------------------------------------------------
+    def save(self, phase, *, phase_epochs_done=None, optimizer=None, label="", status=None,
+             stopped=False):
+        if self.ckpt is None:
+            return
+        if phase_epochs_done is None:
+            phase_epochs_done = len(self.rows) - (self.phase1_epochs if phase == 2 else 0)
+        layers = self.model._flatten_layers(include_self=False, recursive=True)
+        state = {"status": status or f"phase{phase}", "phase": phase,
+                 "phase_epochs_done": phase_epochs_done, "phase1_epochs": self.phase1_epochs,
+                 "epochs_done": len(self.rows), "history": self.rows,
+                 "trainable": [bool(layer.trainable) for layer in layers],
+                 "cached_features": self.cached, "stopped": bool(stopped),
+                 "best": {"value": self.best.best if self.best.best_epoch is not None else None,
+                          "epoch": self.best.best_epoch, "logs": self.best.best_logs},
+                 "early_stopping": ({"wait": self.stopper.wait, "best": self.stopper.best}
+                                    if self.stopper is not None else {})}
+        arrays = {"model": self.model.get_weights(), "optimizer": optimizer_arrays(optimizer),
+                  "best": self.best._weights}
+        self.ckpt.save(state, arrays, label=label or state["status"])
+
+    def _resume(self):
+        found = self.ckpt.latest() if self.ckpt is not None else None
+        if found is None:
+            return None
+        s = found.state
+        self.resumed_from = os.fspath(found.path)
+        log.info("Resuming from %s: %s, %d epochs done", found.path, s["status"],
+                 s["epochs_done"])
+        self.rows[:] = s["history"]
+        self.phase1_epochs = s["phase1_epochs"]
+        self.cached = s["cached_features"]
+        if s["best"]["epoch"] is not None:
+            self.best.best = s["best"]["value"]
+            self.best.best_epoch = s["best"]["epoch"]
+            self.best.best_logs = s["best"]["logs"]
+            self.best._weights = found.arrays.get("best")
+        self.model.set_weights(found.arrays["model"])
+        return found
+
+    def _set_trainable(self, flags):
+        layers = self.model._flatten_layers(include_self=False, recursive=True)
+        for layer, flag in zip(layers, flags, strict=True):
+            layer.trainable = flag
+
+    # -- phases ------------------------------------------------------------
+    def callbacks(self, phase, early_stopping_state=None):
+        cbs = [PhaseLogger(phase, self.rows), self.best] + self.o["callbacks"]
+        self.stopper = None
+        if self.o["patience"] is not None:
+            self.stopper = _ResumableEarlyStopping(monitor=self.monitor,
+                                                   patience=self.o["patience"],
+                                                   initial=early_stopping_state)
+            cbs.append(self.stopper)
+        if self.ckpt is not None:
+            cbs.append(_SaveEachEpoch(self, phase))
+        return cbs + pause_callbacks(phase)
+
+    def compile(self, target, learning_rate):
+        with self._scope():
+            opt = make_optimizer(self.o["optimizer"], learning_rate,
+                                 weight_decay=self.o["weight_decay"])
+            kwargs = {} if self.o["jit_compile"] is None else {"jit_compile": self.o["jit_compile"]}
+            target.compile(optimizer=opt, loss=self.loss,
+                           metrics=fresh_metrics(self.metrics) if self.strategy else self.metrics,
+                           **kwargs)
+
+    def restore_optimizer(self, target, found):
+        if found is not None and found.arrays.get("optimizer"):
+            with self._scope():
+                restore_optimizer(target.optimizer, target.trainable_variables,
+                                  found.arrays["optimizer"])
+
+    def fit(self, target, train, val, initial_epoch, epochs, callbacks):
+        if self.o["loop"] == "custom":
+            from kerastl.training.distributed import StrategyTrainer
+
+            StrategyTrainer(target, self.strategy, loss=self.loss, metrics=self.metrics,
+                            class_weight=self.o["class_weight"],
+                            jit_compile=self.o["jit_compile"]).fit(
+                train, val, initial_epoch=initial_epoch, epochs=epochs, callbacks=callbacks,
+                verbose=self.o["verbose"])
+            return
+        target.fit(train, validation_data=val, initial_epoch=initial_epoch, epochs=epochs,
+                   verbose=self.o["verbose"], callbacks=callbacks,
+                   class_weight=self.o["class_weight"], shuffle=False)
+
+    def run(self) -> FineTuneResult:
+        found = self._resume()
+        status = found.state["status"] if found else "phase1"
+        head_epochs, epochs = self.o["head_epochs"], self.o["epochs"]
+        if status == "phase1" and head_epochs:
+            self.phase1(found)
+            found = None
+        if status in ("phase1", "phase2") and epochs:
+            self.phase2(found)
+        elif status == "done":
+            self._set_trainable(found.state["trainable"])
+        if status != "done":
+            if self.best.restore():
+                log.info("Restored the weights of epoch %d (%s=%.4f)", self.best.best_epoch + 1,
+                         self.monitor, self.best.best)
+            self.save(2 if epochs else 1, phase_epochs_done=0, status="done", label="done")
+        if not self.model.compiled:
+            self.compile(self.model, self.o["learning_rate"])
+        return FineTuneResult(model=self.model, history=_merge(self.rows),
+                              best_val_metrics=_best_row(self.rows, self.monitor),
+                              timings=self.timings, cached_features=self.cached,
+                              resumed_from=self.resumed_from)
+
+    def phase1(self, found):
+        model, o = self.model, self.o
+        freeze(model)
+        done = found.state["phase_epochs_done"] if found else 0
+        backbone, _ = find_backbone(model)
+        use_cache, why = _should_cache(o["cache_features"], model, self.train, o["head_epochs"])
+        if use_cache and self.strategy is not None and o["cache_features"] == "auto":
+            use_cache, why = False, "training is distributed"
+        head = _head_model(model, backbone) if use_cache else None
+        if use_cache and head is None:
+            why = "the head is not a simple chain of layers after the backbone"
+        if head is None and o["cache_features"] is not False:
+            log.info("Phase 1 not using cached features: %s", why)
+        start = time.perf_counter()
+        target, train, val = model, self.train, self.val
+        if head is not None:
+            self.cached = True
+            target = head
+            train, val = self._features(backbone)
+        self.compile(target, o["learning_rate"])
+        self.restore_optimizer(target, found)
+        if not (found and found.state.get("stopped")):  # early-stopped before the kill
+            self.fit(target, train, val, done, o["head_epochs"],
+                     self.callbacks(1, found.state["early_stopping"] if found else None))
+        self.timings["phase1"] = time.perf_counter() - start
+        self.phase1_epochs = len(self.rows)
+        if o["epochs"]:
+            unfreeze_model(model, **o["unfreeze"])
+            self.save(2, phase_epochs_done=0, label="phase-boundary")
+            pause_point("phase-boundary")
+
+    def _features(self, backbone):
+        from kerastl.data.features import extract_features, features_dataset
+
+        verbose = self.o["verbose"] == 1
+        log.info("Phase 1: extracting backbone features once (frozen backbone)")
+        t0 = time.perf_counter()
+        f_train, y_train = extract_features(backbone, self.train, verbose=verbose)
+        val_ds = None
+        if self.val is not None:
+            f_val, y_val = extract_features(backbone, self.val, verbose=verbose)
+            val_ds = features_dataset(f_val, y_val, batch_size=_batch_size(self.train),
+                                      shuffle=False)
+        self.timings["feature_extraction"] = time.perf_counter() - t0
+        train_ds = features_dataset(f_train, y_train, batch_size=_batch_size(self.train),
+                                    shuffle=True, seed=1337)
+        return train_ds, val_ds
+
+    def phase2(self, found):
+        model, o = self.model, self.o
+        if found is not None:  # resumed inside phase 2: the recorded frozen/unfrozen state
+            self._set_trainable(found.state["trainable"])
+        elif not self.phase1_epochs and not o["head_epochs"]:
+            unfreeze_model(model, **o["unfreeze"])
+        self.compile(model, o["fine_tune_learning_rate"])
+        self.restore_optimizer(model, found)
+        start = time.perf_counter()
+        if not (found and found.state.get("stopped")):
+            self.fit(model, self.train, self.val, len(self.rows),
+                     self.phase1_epochs + o["epochs"],
+                     self.callbacks(2, found.state["early_stopping"] if found else None))
+        self.timings["phase2"] = time.perf_counter() - start
+
+
+def _batch_size(dataset) -> int:
+    spec = dataset.element_spec[0]
+    size = spec.shape[0]
+    if size is not None:
+        return int(size)
+    for images, _ in dataset.take(1):
+        return int(images.shape[0])
+    raise UserInputError("The training dataset is empty.")
+
+
+def _merge(rows: list[dict]) -> dict[str, list]:
+    keys: list[str] = []
+    for row in rows:
+        keys.extend(k for k in row if k not in keys)
+    return {k: [row.get(k) for row in rows] for k in keys}
+
+
+def _best_row(rows: list[dict], monitor: str) -> dict:
+    scored = [r for r in rows if r.get(monitor, r.get("loss")) is not None]
+    if not scored:
+        return {}
+    return dict(min(scored, key=lambda r: r.get(monitor, r.get("loss"))))
