@@ -19,7 +19,7 @@ from kerastl._quiet import import_tensorflow_quietly as _import_tf
 
 _import_tf()
 
-from kerastl import data, export
+from kerastl import data, distribute, export
 from kerastl.backbones import BackboneSpec, backbone_spec, build_backbone, list_backbones
 from kerastl.errors import (
     DataError,
@@ -50,6 +50,7 @@ __all__ = [
     "build_classifier",
     "build_regressor",
     "data",
+    "distribute",
     "export",
     "export_saved_model",
     "fine_tune",
