@@ -212,7 +212,8 @@ def augmentation_layers(policy_or_options="default", *, seed: int | None = None,
 
 
 def apply_augmentation(ds: tf.data.Dataset, augment, *, num_classes: int | None = None,
-                       seed: int | None = None) -> tuple[tf.data.Dataset, bool]:
+                       seed: int | None = None,
+                       deterministic: bool | None = None) -> tuple[tf.data.Dataset, bool]:
     """Map random augmentation over a dataset of ``(images, labels)`` batches.
 
     Call it after ``cache()`` and ``batch()``: the layers see a fresh random
@@ -223,6 +224,7 @@ def apply_augmentation(ds: tf.data.Dataset, augment, *, num_classes: int | None 
         augment: a policy name, an options dict, or ``None``.
         num_classes: needed for MixUp/CutMix (int labels become one-hot).
         seed: random seed for the layers.
+        deterministic: passed to the parallel ``map`` (``False``: faster, any order).
 
     Returns:
         ``(dataset, augmented)``; ``augmented`` is False when nothing applies.
@@ -252,7 +254,8 @@ def apply_augmentation(ds: tf.data.Dataset, augment, *, num_classes: int | None 
                 images, labels = out["images"], out["labels"]
         return tf.cast(images, tf.float32), labels
 
-    return ds.map(augment_batch, num_parallel_calls=tf.data.AUTOTUNE), True
+    return ds.map(augment_batch, num_parallel_calls=tf.data.AUTOTUNE,
+                  deterministic=deterministic), True
 
 
 def mixes_labels(augment) -> bool:

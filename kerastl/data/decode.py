@@ -100,11 +100,46 @@ def resize_image(image: tf.Tensor, image_size: tuple[int, int], resize: str) -> 
     return out
 
 
+JPEG_SCALES = (1, 2, 4, 8)
+
+
+def jpeg_scale(fmt: str, size: tuple[int, int], image_size: tuple[int, int],
+               resize: str) -> int:
+    """Largest libjpeg DCT downscale (1, 2, 4 or 8) that keeps both sides >= the cached size.
+
+    Decoding a 4000x3000 JPEG at 1/8 scale is several times faster, needs 1/64
+    of the memory, and filters better than resizing the full image bilinearly.
+    """
+    if fmt != "JPEG":
+        return 1
+    need_h, need_w = cache_size(image_size, resize)
+    best = 1
+    for scale in JPEG_SCALES:
+        if size[0] // scale >= need_h and size[1] // scale >= need_w:
+            best = scale
+    return best
+
+
+def _decode_scaled(data: tf.Tensor, scale: tf.Tensor) -> tf.Tensor:
+    """Decode JPEG bytes at 1/``scale`` size (scale in JPEG_SCALES)."""
+    branches = [
+        (lambda r=r: tf.io.decode_jpeg(data, channels=3, ratio=r)) for r in JPEG_SCALES
+    ]
+    index = tf.argmax(tf.cast(tf.equal(tf.constant(JPEG_SCALES), scale), tf.int32))
+    image = tf.switch_case(tf.cast(index, tf.int32), branches)
+    image.set_shape([None, None, 3])
+    return image
+
+
 def load_image(path: tf.Tensor, inline: tf.Tensor, image_size: tuple[int, int],
-               resize: str) -> tf.Tensor:
-    """Read ``path`` (or use ``inline`` bytes when non-empty), decode and resize."""
+               resize: str, scale: tf.Tensor | int = 1) -> tf.Tensor:
+    """Read ``path`` (or use ``inline`` bytes when non-empty), decode and resize.
+
+    ``scale`` > 1 (JPEG only, see :func:`jpeg_scale`) decodes at reduced size.
+    """
     data = tf.cond(tf.strings.length(inline) > 0, lambda: inline, lambda: tf.io.read_file(path))
-    return resize_image(decode_bytes(data), image_size, resize)
+    image = tf.cond(scale > 1, lambda: _decode_scaled(data, scale), lambda: decode_bytes(data))
+    return resize_image(image, image_size, resize)
 
 
 def random_crop_batch(images: tf.Tensor, image_size: tuple[int, int],

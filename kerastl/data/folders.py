@@ -111,8 +111,7 @@ def _validated(paths, labels, skipped, max_pixels, verbose):
     checked, bad = validate.check_files(paths, max_pixels=max_pixels, verbose=verbose)
     skipped.extend(bad)
     keep = [i for i, c in enumerate(checked) if c is not None]
-    return ([checked[i].path for i in keep], [checked[i].inline for i in keep],
-            [labels[i] for i in keep])
+    return [checked[i] for i in keep], [labels[i] for i in keep]
 
 
 def image_folder(path: str | os.PathLike, *, image_size, batch_size: int = 32,
@@ -213,8 +212,8 @@ def image_folder(path: str | os.PathLike, *, image_size, batch_size: int = 32,
         files[split] = _validated(paths, labels, skipped, max_pixels, show)
     validate.log_skipped(skipped, total)
 
-    train_paths, train_inline, train_labels = files["train"]
-    if not train_paths:
+    train_files, train_labels = files["train"]
+    if not train_files:
         raise DataError(
             f"No readable training image in {root!r} ({len(skipped)} file(s) skipped; "
             "see the log for reasons)."
@@ -223,10 +222,8 @@ def image_folder(path: str | os.PathLike, *, image_size, batch_size: int = 32,
         keys = ([tuple(np.flatnonzero(y)) for y in train_labels] if label_mode == "multi_hot"
                 else train_labels)
         tr, va = stratified_split(keys, fraction, seed)
-        files["val"] = ([train_paths[i] for i in va], [train_inline[i] for i in va],
-                        [train_labels[i] for i in va])
-        files["train"] = ([train_paths[i] for i in tr], [train_inline[i] for i in tr],
-                          [train_labels[i] for i in tr])
+        files["val"] = ([train_files[i] for i in va], [train_labels[i] for i in va])
+        files["train"] = ([train_files[i] for i in tr], [train_labels[i] for i in tr])
     return _make_splits(files, class_names, skipped, size, batch_size, seed, augment, resize,
                         cache, shuffle, deterministic, augment_on, label_mode)
 
@@ -241,7 +238,11 @@ def _make_splits(files, class_names, skipped, size, batch_size, seed, augment, r
     augmented = False
     num_classes = len(class_names)
     for split in ("train", "val", "test"):
-        paths, inline, labels = files[split]
+        checked, labels = files[split]
+        paths = [c.path for c in checked]
+        inline = [c.inline for c in checked]
+        scales = [decode.jpeg_scale(c.fmt if not c.inline else "", c.size, size, resize)
+                  for c in checked]
         if not paths:
             datasets[split] = None
             continue
@@ -252,7 +253,7 @@ def _make_splits(files, class_names, skipped, size, batch_size, seed, augment, r
             label_array = np.stack(labels).astype(np.int32)
         ds = pipeline.files_dataset(paths, inline, label_array, image_size=size, resize=resize,
                                     training=training, shuffle=shuffle, seed=seed,
-                                    deterministic=deterministic)
+                                    deterministic=deterministic, scales=scales)
         ds, aug = pipeline.finish(
             ds, num_examples=len(paths), image_size=size, resize=resize, batch_size=batch_size,
             training=training, cache=cache, split=split, shuffle=shuffle, seed=seed,

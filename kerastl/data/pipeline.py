@@ -102,35 +102,38 @@ def finish(ds: tf.data.Dataset, *, num_examples: int, image_size: tuple[int, int
     augmented = False
     if training:
         ds, augmented = augment_lib.apply_augmentation(ds, augment, num_classes=num_classes,
-                                                       seed=seed)
+                                                       seed=seed, deterministic=deterministic)
     augmented = augmented or (training and resize == "random_crop")
-    options = tf.data.Options()
-    options.deterministic = deterministic
-    ds = ds.with_options(options)
+    # ``deterministic`` is passed to our own parallel maps only: a global
+    # tf.data option would also reorder upstream sources (e.g. TFDS readers).
     return ds.prefetch(tf.data.AUTOTUNE), augmented
 
 
 def files_dataset(paths: list[str], inline: list[bytes], labels: np.ndarray, *,
                   image_size: tuple[int, int], resize: str, training: bool, shuffle: bool,
-                  seed: int | None, deterministic: bool) -> tf.data.Dataset:
+                  seed: int | None, deterministic: bool,
+                  scales: list[int] | None = None) -> tf.data.Dataset:
     """Dataset of ``(uint8 image, label)`` decoded in parallel from files.
 
     The file order is shuffled once (seeded) before decoding so the cache and
     the shuffle buffer start mixed even when classes are stored in blocks.
     """
+    scales = np.ones(len(paths), np.int32) if scales is None else np.asarray(scales, np.int32)
     if training and shuffle and len(paths) > 1:
         order = np.random.default_rng(seed).permutation(len(paths))
         paths = [paths[i] for i in order]
         inline = [inline[i] for i in order]
         labels = labels[order]
+        scales = scales[order]
     ds = tf.data.Dataset.from_tensor_slices((
         tf.constant(paths, dtype=tf.string),
         tf.constant(inline, dtype=tf.string),
+        tf.constant(scales, dtype=tf.int32),
         tf.constant(labels),
     ))
 
-    def load(path, data, label):
-        return decode.load_image(path, data, image_size, resize), label
+    def load(path, data, scale, label):
+        return decode.load_image(path, data, image_size, resize, scale), label
 
     ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
     # Every file was decoded once up front; this only guards against a file that

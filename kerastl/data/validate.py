@@ -38,11 +38,13 @@ class CheckedFile:
         path: the file's path.
         inline: PNG bytes to use instead of the file ("" when TensorFlow reads it).
         size: ``(height, width)`` of the image.
+        fmt: Pillow's name of the format (``"JPEG"``, ``"PNG"``, ...).
     """
 
     path: str
     inline: bytes
     size: tuple[int, int]
+    fmt: str = ""
 
 
 def _header(file, max_pixels: int):
@@ -109,7 +111,7 @@ def check_file(path: str, max_pixels: int = DEFAULT_MAX_PIXELS):
         return None, f"cannot read file: {err.strerror or err}"
     try:
         tf.io.decode_image(data, channels=3, expand_animations=False, dtype=tf.uint8)
-        return CheckedFile(path, b"", size), None
+        return CheckedFile(path, b"", size, fmt or ""), None
     except tf.errors.OpError as err:
         tf_reason = str(err.message).split("[Op:")[0].strip()
         tf_reason = tf_reason.split("}}")[-1].strip() or type(err).__name__
@@ -118,7 +120,7 @@ def check_file(path: str, max_pixels: int = DEFAULT_MAX_PIXELS):
         inline = _pil_to_png(data)
     except (OSError, ValueError, SyntaxError) as err:
         return None, f"corrupt or truncated {fmt or 'image'}: {tf_reason}; Pillow: {err}"
-    return CheckedFile(path, inline, size), None
+    return CheckedFile(path, inline, size, "PNG"), None
 
 
 def check_files(paths: list[str], *, max_pixels: int = DEFAULT_MAX_PIXELS,
