@@ -90,7 +90,7 @@ def _dataset(x: np.ndarray, y: np.ndarray) -> tf.data.Dataset:
 def from_arrays(x, y, *, image_size, batch_size: int = 32, validation_split: float = 0.2,
                 class_names: Sequence[str] | None = None, seed: int = 1337, augment=None,
                 resize: str = "stretch", cache="auto", shuffle: bool = True,
-                deterministic: bool = False) -> Splits:
+                deterministic: bool = False, augment_on: str = "data") -> Splits:
     """Datasets from in-memory images, split into train and val (stratified, seeded).
 
     Args:
@@ -107,6 +107,8 @@ def from_arrays(x, y, *, image_size, batch_size: int = 32, validation_split: flo
         cache: ``"auto"``, ``True``, ``False`` or a file prefix (resized images).
         shuffle: shuffle the training set each epoch.
         deterministic: keep a reproducible element order.
+        augment_on: ``"data"`` (tf.data) or ``"model"`` (``Splits.augmentation``
+            holds the layers to put in the model).
 
     Returns:
         :class:`Splits` with ``test=None``.
@@ -127,7 +129,7 @@ def from_arrays(x, y, *, image_size, batch_size: int = 32, validation_split: flo
     fraction = check_fraction(validation_split)
     if not isinstance(batch_size, int) or batch_size < 1:
         raise UserInputError(f"batch_size must be a positive int. Received: {batch_size!r}")
-    augment_lib.resolve_options(augment)
+    augment, model_augmentation = augment_lib.place_augmentation(augment, augment_on, seed)
     train_idx, val_idx = stratified_split(y.tolist(), fraction, seed)
     datasets, counts = {"val": None}, {}
     augmented = False
@@ -160,4 +162,4 @@ def from_arrays(x, y, *, image_size, batch_size: int = 32, validation_split: flo
                   class_names=class_names, counts=counts, image_size=size,
                   augmented=augmented,
                   label_mode="one_hot" if augment_lib.mixes_labels(augment) else "int",
-                  class_counts=class_counts)
+                  class_counts=class_counts, augmentation=model_augmentation)

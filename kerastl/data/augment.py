@@ -258,6 +258,29 @@ def apply_augmentation(ds: tf.data.Dataset, augment, *, num_classes: int | None 
                   deterministic=deterministic), True
 
 
+def place_augmentation(augment, augment_on: str, seed: int | None = None):
+    """Decide where augmentation runs for a data source.
+
+    Args:
+        augment: ``None``, a policy name or an options dict.
+        augment_on: ``"data"`` (tf.data, CPU) or ``"model"`` (Keras layers that
+            the caller puts at the start of the model, on the accelerator).
+        seed: random seed for the layers.
+
+    Returns:
+        ``(augment for the pipeline or None, keras.Sequential for the model or None)``.
+
+    Raises:
+        ValueError: a bad ``augment_on``, policy or option.
+    """
+    if augment_on not in ("data", "model"):
+        raise UserInputError(f"augment_on must be 'data' or 'model'. Received: {augment_on!r}")
+    options = resolve_options(augment)
+    if augment_on == "data" or not options:
+        return augment, None
+    return None, augmentation_layers(augment, seed=seed)
+
+
 def mixes_labels(augment) -> bool:
     """True when ``augment`` includes MixUp or CutMix (labels become one-hot floats)."""
     return any(k in resolve_options(augment) for k in _MIXING)

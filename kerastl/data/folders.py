@@ -177,9 +177,7 @@ def image_folder(path: str | os.PathLike, *, image_size, batch_size: int = 32,
     fraction = check_fraction(validation_split)
     if not isinstance(batch_size, int) or batch_size < 1:
         raise UserInputError(f"batch_size must be a positive int. Received: {batch_size!r}")
-    if augment_on not in ("data", "model"):
-        raise UserInputError(f"augment_on must be 'data' or 'model'. Received: {augment_on!r}")
-    augment_lib.resolve_options(augment)  # fail fast on a bad policy
+    augment, model_augmentation = augment_lib.place_augmentation(augment, augment_on, seed)
 
     skipped: list[tuple[str, str]] = []
     if labels_csv is not None:
@@ -224,8 +222,10 @@ def image_folder(path: str | os.PathLike, *, image_size, batch_size: int = 32,
         tr, va = stratified_split(keys, fraction, seed)
         files["val"] = ([train_files[i] for i in va], [train_labels[i] for i in va])
         files["train"] = ([train_files[i] for i in tr], [train_labels[i] for i in tr])
-    return _make_splits(files, class_names, skipped, size, batch_size, seed, augment, resize,
-                        cache, shuffle, deterministic, augment_on, label_mode)
+    splits = _make_splits(files, class_names, skipped, size, batch_size, seed, augment, resize,
+                          cache, shuffle, deterministic, label_mode)
+    splits.augmentation = model_augmentation
+    return splits
 
 
 def _on_disk(cache) -> bool:
@@ -233,7 +233,7 @@ def _on_disk(cache) -> bool:
 
 
 def _make_splits(files, class_names, skipped, size, batch_size, seed, augment, resize, cache,
-                 shuffle, deterministic, augment_on, label_mode) -> Splits:
+                 shuffle, deterministic, label_mode) -> Splits:
     datasets, counts = {}, {}
     augmented = False
     num_classes = len(class_names)
@@ -257,7 +257,7 @@ def _make_splits(files, class_names, skipped, size, batch_size, seed, augment, r
         ds, aug = pipeline.finish(
             ds, num_examples=len(paths), image_size=size, resize=resize, batch_size=batch_size,
             training=training, cache=cache, split=split, shuffle=shuffle, seed=seed,
-            deterministic=deterministic, augment=augment if augment_on == "data" else None,
+            deterministic=deterministic, augment=augment,
             num_classes=num_classes,
             source_id=pipeline.files_fingerprint(paths, inline) if _on_disk(cache) else "")
         datasets[split] = ds
@@ -275,8 +275,6 @@ def _make_splits(files, class_names, skipped, size, batch_size, seed, augment, r
                     class_names=list(class_names), skipped=skipped, counts=counts,
                     image_size=size, augmented=augmented, label_mode=label_mode,
                     class_counts=class_counts)
-    if augment_on == "data" and augment_lib.mixes_labels(augment):
+    if augment_lib.mixes_labels(augment):
         splits.label_mode = "one_hot"
-    if augment_on == "model" and augment_lib.resolve_options(augment):
-        splits.augmentation = augment_lib.augmentation_layers(augment, seed=seed)
     return splits

@@ -101,7 +101,8 @@ def from_tfds(name, *, image_size, batch_size: int = 32, data_dir: str | None = 
               split=("train", "validation", "test"), validation_split: float = 0.2,
               seed: int = 1337, augment=None, resize: str = "stretch", cache="auto",
               shuffle: bool = True, deterministic: bool = False, image_key: str = "image",
-              label_key: str = "label", download: bool = True) -> Splits:
+              label_key: str = "label", download: bool = True,
+              augment_on: str = "data") -> Splits:
     """Datasets from TensorFlow Datasets.
 
     Args:
@@ -126,6 +127,8 @@ def from_tfds(name, *, image_size, batch_size: int = 32, data_dir: str | None = 
         download: download and prepare the dataset when it is not in
             ``data_dir``; ``False`` fails at once instead (useful offline, where
             the download's retries take minutes to give up).
+        augment_on: ``"data"`` (tf.data) or ``"model"`` (``Splits.augmentation``
+            holds the layers to put in the model).
 
     Returns:
         :class:`Splits`.
@@ -146,7 +149,7 @@ def from_tfds(name, *, image_size, batch_size: int = 32, data_dir: str | None = 
     if len(wanted) != 3:
         raise UserInputError(f"split must name up to 3 splits (train, validation, test). "
                              f"Received: {split!r}")
-    augment_lib.resolve_options(augment)
+    augment, model_augmentation = augment_lib.place_augmentation(augment, augment_on, seed)
     builder = _builder(tfds, name, data_dir, download)
     class_names = _pick_keys(builder.info.features, image_key, label_key)
     available = dict(builder.info.splits.items()) if builder.info.splits else {}
@@ -205,4 +208,5 @@ def from_tfds(name, *, image_size, batch_size: int = 32, data_dir: str | None = 
     return Splits(train=datasets["train"], val=datasets["val"], test=datasets["test"],
                   class_names=class_names, counts=counts, image_size=size,
                   augmented=augmented, class_counts=class_counts,
+                  augmentation=model_augmentation,
                   label_mode="one_hot" if augment_lib.mixes_labels(augment) else "int")

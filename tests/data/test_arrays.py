@@ -58,3 +58,15 @@ def test_from_arrays_augment_flags_and_mixup_labels():
     assert np.allclose(yt.sum(axis=1), 1.0, atol=1e-5)
     _, yv = collect(s.val)
     assert yv.dtype == np.int32 and yv.shape == (4,)
+
+
+def test_from_arrays_augment_on_model():
+    import keras
+
+    x = np.zeros((8, 6, 6), np.uint8)
+    s = ktl.data.from_arrays(x, np.arange(8) % 2, image_size=6, augment="light",
+                             augment_on="model")
+    assert s.augmented is False
+    assert isinstance(s.augmentation, keras.Sequential) and len(s.augmentation.layers) == 3
+    with pytest.raises(UserInputError, match="augment_on"):
+        ktl.data.from_arrays(x, np.arange(8) % 2, image_size=6, augment_on="gpu")

@@ -147,3 +147,39 @@ def test_file_vanishing_after_the_check_does_not_crash_iteration(class_folder):
     os.remove(os.path.join(class_folder, "cat", "000.png"))
     x, y = collect(s.train)
     assert len(x) == 19
+
+
+def test_labels_csv_class_columns_and_split_column(tmp_path, rng):
+    rows = ["path,split,cat,dog"]
+    for i in range(8):
+        write_image(str(tmp_path / "pics" / f"{i}.png"), rng)
+        split = "test" if i >= 6 else ("val" if i >= 4 else "train")
+        rows.append(f"pics/{i}.png,{split},{i % 2},{int(i < 3)}")
+    (tmp_path / "y.csv").write_text("\n".join(rows) + "\n")
+    s = ktl.data.image_folder(tmp_path, image_size=8, labels_csv=str(tmp_path / "y.csv"))
+    assert s.class_names == ["cat", "dog"]
+    assert s.counts == {"train": 4, "val": 2, "test": 2}
+    assert s.class_counts == [2, 3]  # files 0-3: cat on 1, 3; dog on 0, 1, 2
+    _, y = collect(s.test)
+    assert sorted(map(tuple, y.tolist())) == [(0, 0), (1, 0)]
+
+
+def test_labels_csv_errors(tmp_path, rng):
+    write_image(str(tmp_path / "a.png"), rng)
+    (tmp_path / "bad.csv").write_text("file,cat\na.png,yes\n")
+    with pytest.raises(DataError, match="line 2.*0 or 1"):
+        ktl.data.image_folder(tmp_path, image_size=8, labels_csv="bad.csv")
+    with pytest.raises(UserInputError, match="labels_csv not found"):
+        ktl.data.image_folder(tmp_path, image_size=8, labels_csv="missing.csv")
+
+
+def test_multi_label_split_is_stratified_by_label_set(tmp_path, rng):
+    rows = ["file,labels"]
+    for i in range(20):
+        write_image(str(tmp_path / f"{i}.png"), rng)
+        rows.append(f"{i}.png,{'a b' if i < 10 else 'b'}")
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    s = ktl.data.image_folder(tmp_path, image_size=8, labels_csv="labels.csv",
+                              validation_split=0.2)
+    _, yv = collect(s.val)
+    assert sorted(map(tuple, yv.tolist())) == [(0, 1), (0, 1), (1, 1), (1, 1)]
