@@ -19,7 +19,7 @@ from kerastl._quiet import import_tensorflow_quietly as _import_tf
 
 _import_tf()
 
-from kerastl import data, distribute, export
+from kerastl import data, distribute, export, tuning
 from kerastl.backbones import BackboneSpec, backbone_spec, build_backbone, list_backbones
 from kerastl.errors import (
     DataError,
@@ -58,5 +58,6 @@ __all__ = [
     "layer_groups",
     "list_backbones",
     "trainable_report",
+    "tuning",
     "unfreeze",
 ]

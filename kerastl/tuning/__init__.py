@@ -1,0 +1,15 @@
+"""Hyperparameter search for transfer learning on KerasTuner.
+
+``ktl.tuning.search(train, val, backbones=..., tuner="hyperband")`` searches
+backbones, head size, dropout, both learning rates, unfreeze depth,
+augmentation, label smoothing and optimizer; it resumes after a crash
+(``overwrite=False``), releases memory between trials (or isolates each
+trial in its own process) and runs distributed on KerasTuner's chief/worker
+mechanism. See docs/tuning.md.
+"""
+
+from kerastl.tuning.hypermodel import DEFAULTS, HYPERPARAMETERS, TransferHyperModel
+from kerastl.tuning.search import TUNERS, SearchResult, search
+
+__all__ = ["DEFAULTS", "HYPERPARAMETERS", "TUNERS", "SearchResult", "TransferHyperModel",
+           "search"]

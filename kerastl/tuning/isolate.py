@@ -1,0 +1,67 @@
+"""One trial in its own process (``isolate_trials=True``).
+
+``python -m kerastl.tuning.isolate PAYLOAD.pkl``: the parent tuner writes the
+payload (the hypermodel, the trial's hyperparameters, epochs, file names);
+this process reads the datasets the search saved with ``tf.data.Dataset.save``,
+builds and fits the model, saves its weights and writes the metrics as JSON.
+Whatever the trial leaks dies with the process.
+
+The payload is a pickle written by the parent process of the same user, and
+is read only from the trial folder the parent created.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import sys
+
+
+def load_datasets(data_dir: str):
+    """The ``(train, val)`` datasets saved by :func:`save_datasets`, batches reshuffled."""
+    import tensorflow as tf
+
+    train = tf.data.Dataset.load(os.path.join(data_dir, "train"))
+    val = tf.data.Dataset.load(os.path.join(data_dir, "val"))
+    batches = int(train.cardinality())
+    if batches > 1:  # the saved copy has one order; shuffle batches each epoch
+        train = train.shuffle(batches, seed=1337, reshuffle_each_iteration=True)
+    return train.prefetch(tf.data.AUTOTUNE), val.prefetch(tf.data.AUTOTUNE)
+
+
+def save_datasets(train, val, data_dir: str) -> None:
+    """Save ``train`` and ``val`` once under ``data_dir`` (reused on resume)."""
+    marker = os.path.join(data_dir, "complete")
+    if os.path.exists(marker):
+        return
+    train.save(os.path.join(data_dir, "train"))
+    val.save(os.path.join(data_dir, "val"))
+    with open(marker, "w") as f:
+        f.write("ok\n")
+
+
+def main(argv: list[str]) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import keras_tuner as kt
+
+    import kerastl  # noqa: F401  (quiet TF import, custom layers registered)
+    from kerastl.tuning.tuner import write_json_atomic
+
+    with open(argv[0], "rb") as f:
+        payload = pickle.load(f)  # written by the parent tuner for this trial
+    hp = kt.HyperParameters.from_config(payload["hp_config"])
+    hypermodel = payload["hypermodel"]
+    train, val = load_datasets(payload["data_dir"])
+    model = hypermodel.build(hp)
+    if payload["load_weights"]:
+        model.load_weights(payload["load_weights"])
+    metrics = hypermodel.fit(hp, model, train, validation_data=val, epochs=payload["epochs"],
+                             initial_epoch=payload["initial_epoch"], callbacks=[],
+                             verbose=payload["verbose"])
+    model.save_weights(payload["save_weights"])
+    write_json_atomic(payload["result_file"], metrics)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

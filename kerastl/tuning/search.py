@@ -1,0 +1,312 @@
+"""``ktl.tuning.search``: a resumable, distributable transfer-learning search."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import pathlib
+import re
+from collections.abc import Callable, Mapping, Sequence
+
+import keras
+import keras_tuner as kt
+import tensorflow as tf
+
+from kerastl.errors import DataError, UserInputError
+from kerastl.tuning import results as results_mod
+from kerastl.tuning.hypermodel import HYPERPARAMETERS, TransferHyperModel
+from kerastl.tuning.tuner import (
+    BayesianOptimizationOracle,
+    GridSearchOracle,
+    HyperbandOracle,
+    KerastlTuner,
+    RandomSearchOracle,
+)
+
+log = logging.getLogger(__name__)
+
+TUNERS = ("hyperband", "bayesian", "random", "grid")
+_ALIASES = {"bayesianoptimization": "bayesian", "bayesian_optimization": "bayesian",
+            "randomsearch": "random", "random_search": "random", "gridsearch": "grid",
+            "grid_search": "grid"}
+#: ``max_trials`` when it is ``None`` for random and Bayesian search.
+DEFAULT_MAX_TRIALS = 10
+
+
+@dataclasses.dataclass
+class SearchResult:
+    """What :func:`search` returns.
+
+    Attributes:
+        best_hyperparameters: ``{name: value}`` of the best trial (empty on a worker).
+        trials: the trials table, one dict per trial (see ``results.trials_table``).
+        files: paths of ``results_csv``, ``results_json``, ``best_json``,
+            ``score_plot`` and ``hyperparameter_plot`` (none on a worker).
+        project_dir: the project folder (``directory/project_name``).
+        objective: the objective's name; ``best_score`` its best value.
+        best_trial_id: id of the best trial.
+        role: ``"local"``, ``"chief"`` or ``"worker"``.
+        trials_run: ids of the trials this process ran.
+    """
+
+    best_hyperparameters: dict
+    trials: list[dict]
+    files: dict[str, pathlib.Path]
+    project_dir: pathlib.Path
+    objective: str
+    best_score: float | None = None
+    best_trial_id: str | None = None
+    role: str = "local"
+    trials_run: list[str] = dataclasses.field(default_factory=list)
+    hypermodel: TransferHyperModel | None = dataclasses.field(default=None, repr=False)
+    best_hp_config: dict | None = dataclasses.field(default=None, repr=False)
+
+    def table(self) -> str:
+        """The trials table as text."""
+        return results_mod.format_table(self.trials, _tuned_names(self.trials), self.objective)
+
+    def best_model(self) -> keras.Model:
+        """Rebuild the best trial's model and load its best weights (compiled for evaluate).
+
+        Raises:
+            ValueError: no trial completed, or this process is a worker.
+        """
+        if self.best_hp_config is None or self.hypermodel is None:
+            raise UserInputError("No completed trial to rebuild (or this is a worker: ask the "
+                                 "chief's project folder).")
+        hp = kt.HyperParameters.from_config(self.best_hp_config)
+        model = self.hypermodel.build(hp)
+        checkpoint = self.project_dir / f"trial_{self.best_trial_id}" / "checkpoint.weights.h5"
+        if not checkpoint.exists():
+            raise FileNotFoundError(f"The best trial's weights are missing: {checkpoint}")
+        model.load_weights(checkpoint)
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
+                      metrics=["accuracy"])
+        return model
+
+    def export(self, name: str | None = None, base_dir: str | os.PathLike = "SavedModels",
+               **kwargs) -> pathlib.Path:
+        """Export the best model with :func:`kerastl.export_saved_model`; returns its path."""
+        from kerastl.export import export_saved_model
+
+        return export_saved_model(self.best_model(), base_dir,
+                                  name=name or self.project_dir.name, **kwargs)
+
+
+def _tuned_names(rows: list[dict]) -> list[str]:
+    return [n for n in HYPERPARAMETERS if any(n in r for r in rows)]
+
+
+def _check_int(name: str, value, minimum: int, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise UserInputError(f"{name} must be an int >= {minimum}"
+                             + (" or None" if allow_none else "") + f". Received: {value!r}")
+
+
+def _direction(objective: str) -> str:
+    name = objective.removeprefix("val_")
+    return "min" if "loss" in name or name in ("mae", "mse", "error") else "max"
+
+
+def _infer_image_size(dataset) -> tuple[int, int] | None:
+    shape = dataset.element_spec[0].shape
+    if len(shape) == 4 and shape[1] is not None and shape[2] is not None:
+        return int(shape[1]), int(shape[2])
+    return None
+
+
+def _infer_num_classes(*datasets) -> int:
+    spec = datasets[0].element_spec[1]
+    if len(spec.shape) >= 2 and spec.shape[-1] is not None:
+        return int(spec.shape[-1])
+    top = -1
+    for ds in datasets:
+        if ds is None:
+            continue
+        labels = ds.map(lambda x, y: tf.reduce_max(tf.cast(y, tf.int64)))
+        top = max(top, int(labels.reduce(tf.constant(-1, tf.int64), tf.maximum)))
+    if top < 0:
+        raise DataError("The datasets hold no labels; cannot infer num_classes.")
+    return max(2, top + 1)
+
+
+def _check_dataset(name: str, ds) -> None:
+    if not isinstance(ds, tf.data.Dataset):
+        raise UserInputError(f"{name} must be a tf.data.Dataset of (images, labels) batches "
+                             f"(or a Splits for train). Received: {type(ds).__name__}")
+    spec = ds.element_spec
+    if not (isinstance(spec, tuple) and len(spec) == 2 and len(spec[0].shape) == 4):
+        raise UserInputError(f"{name} must yield (images (B, H, W, 3), labels) batches. "
+                             f"Received element_spec={spec}")
+
+
+def _oracle(tuner: str, objective, *, max_trials, max_epochs, seed, hyperparameters,
+            factor, hyperband_iterations):
+    common = {"objective": objective, "seed": seed, "hyperparameters": hyperparameters}
+    if tuner == "hyperband":
+        oracle = HyperbandOracle(max_epochs=max_epochs, factor=factor,
+                                 hyperband_iterations=hyperband_iterations, **common)
+        if max_trials is not None:
+            oracle.max_trials = max_trials  # a cap on top of the brackets
+        return oracle
+    if tuner == "random":
+        return RandomSearchOracle(max_trials=max_trials or DEFAULT_MAX_TRIALS, **common)
+    if tuner == "bayesian":
+        return BayesianOptimizationOracle(max_trials=max_trials or DEFAULT_MAX_TRIALS, **common)
+    return GridSearchOracle(max_trials=max_trials, **common)
+
+
+def search(train, val=None, *, backbones: Sequence[str] = ("efficientnet_lite0",),
+           tuner: str = "hyperband", max_trials: int | None = None, max_epochs: int = 10,
+           directory: str | os.PathLike = "tuning", project_name: str | None = None,
+           overwrite: bool = False, hypermodel: TransferHyperModel | None = None,
+           objective: str = "val_accuracy", seed: int | None = None, image_size=None,
+           num_classes: int | None = None, isolate_trials: bool = False,
+           executions_per_trial: int = 1, weights="imagenet", fixed: Mapping | None = None,
+           space: Mapping | None = None, hyperparameters: kt.HyperParameters | None = None,
+           factor: int = 3, hyperband_iterations: int = 1, callbacks: list | None = None,
+           on_trial_end: Callable[[dict], None] | None = None, plots: bool = True,
+           verbose=0) -> SearchResult:
+    """Search backbones, head, learning rates and unfreeze depth with KerasTuner.
+
+    Each trial builds a :class:`TransferHyperModel` model and runs the two-phase
+    :func:`kerastl.fine_tune` (see ``hypermodel.py`` for how a trial's epochs
+    split between phases). Results land in ``directory/project_name``; with
+    ``overwrite=False`` an interrupted search resumes there: completed trials
+    are kept and the trial that was running is run again under its own id.
+
+    Distributed: with ``KERASTUNER_TUNER_ID`` / ``KERASTUNER_ORACLE_IP`` /
+    ``KERASTUNER_ORACLE_PORT`` set (``kerastl tune --chief/--worker``), the chief
+    serves the oracle and returns when the workers are done; workers run trials.
+
+    Args:
+        train: dataset of ``(float32 [0, 255] images, labels)`` batches, or a
+            :class:`~kerastl.data.Splits` (then ``val`` defaults to its ``val``).
+        val: validation dataset (required: the objective is measured on it).
+        backbones: registry names to choose from.
+        tuner: ``"hyperband"``, ``"bayesian"``, ``"random"`` or ``"grid"``.
+        max_trials: number of trials (``None``: Hyperband's brackets, 10 for
+            random/Bayesian, the whole grid for grid search); a cap for Hyperband.
+        max_epochs: epochs per trial (Hyperband: of the longest trials).
+        directory: root of the search projects.
+        project_name: project folder name (default ``<tuner>_<backbones>``).
+        overwrite: start afresh instead of resuming.
+        hypermodel: a ready :class:`TransferHyperModel` (overrides the
+            backbones/weights/space/fixed/image_size/num_classes arguments).
+        objective: metric to maximise (``val_accuracy``) or minimise (``*loss``).
+        seed: seed of the oracle and the augmentation layers.
+        image_size: ``(h, w)``; inferred from ``train`` when its shape is static.
+        num_classes: inferred from the labels when absent.
+        isolate_trials: run each trial in its own process (datasets are saved
+            once under the project folder; their pipeline randomness is frozen).
+        executions_per_trial: trainings per trial, metrics averaged.
+        weights: backbone weights (``"imagenet"``, ``None`` or a file).
+        fixed: ``{hyperparameter: value}`` fixed for the whole search.
+        space: narrowed ranges (see :class:`TransferHyperModel`).
+        hyperparameters: a ``keras_tuner.HyperParameters`` declared beforehand
+            (``hp.Fixed`` etc.), handed to the oracle.
+        factor: Hyperband's reduction factor.
+        hyperband_iterations: Hyperband iterations.
+        callbacks: extra Keras callbacks for every trial (must be deep-copyable).
+        on_trial_end: called after each trial run by this process with
+            ``{"trial_id", "status", "trials_run"}``.
+        plots: write the PNG plots.
+        verbose: Keras and KerasTuner verbosity (0 silent).
+
+    Returns:
+        A :class:`SearchResult`.
+
+    Raises:
+        ValueError: bad arguments or data (one message saying what to change).
+    """
+    from kerastl.data.splits import Splits
+
+    if isinstance(train, Splits):
+        splits = train
+        train, val = splits.train, val if val is not None else splits.val
+        num_classes = num_classes or splits.num_classes
+        image_size = image_size or splits.image_size
+    key = str(tuner).lower().replace("-", "_")
+    key = _ALIASES.get(key, key)
+    if key not in TUNERS:
+        raise UserInputError(f"Unknown tuner {tuner!r}. Known: {', '.join(TUNERS)}.")
+    _check_int("max_trials", max_trials, 1, allow_none=True)
+    _check_int("max_epochs", max_epochs, 1)
+    _check_int("executions_per_trial", executions_per_trial, 1)
+    _check_int("factor", factor, 2)
+    if not isinstance(objective, str) or not objective:
+        raise UserInputError(f"objective must be a metric name. Received: {objective!r}")
+    _check_dataset("train", train)
+    if val is None:
+        raise UserInputError(f"search needs validation data: the objective {objective!r} is "
+                             "measured on it. Pass val= (or a Splits with a val split).")
+    _check_dataset("val", val)
+    if hypermodel is None:
+        image_size = image_size or _infer_image_size(train)
+        if image_size is None:
+            raise UserInputError("The images' size is not static in train; pass image_size=.")
+        hypermodel = TransferHyperModel(
+            num_classes or _infer_num_classes(train, val), image_size, backbones=backbones,
+            weights=weights, space=space, fixed=fixed, seed=seed, verbose=verbose)
+    elif not isinstance(hypermodel, kt.HyperModel):
+        raise UserInputError("hypermodel must be a keras_tuner.HyperModel (e.g. "
+                             f"TransferHyperModel). Received: {type(hypermodel).__name__}")
+    if project_name is None:
+        names = "_".join(getattr(hypermodel, "backbones", backbones))
+        project_name = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{key}_{names}")[:80]
+    project_dir = pathlib.Path(directory) / project_name
+    oracle = _oracle(key, kt.Objective(objective, _direction(objective)),
+                     max_trials=max_trials, max_epochs=max_epochs, seed=seed,
+                     hyperparameters=hyperparameters, factor=factor,
+                     hyperband_iterations=hyperband_iterations)
+    data_dir = project_dir / "isolated_data" if isolate_trials else None
+    ktuner = KerastlTuner(oracle, hypermodel, isolate_trials=isolate_trials, data_dir=data_dir,
+                          trial_callback=on_trial_end, directory=str(directory),
+                          project_name=project_name, overwrite=overwrite,
+                          executions_per_trial=executions_per_trial)
+    role = _role()
+    if isolate_trials and role != "chief":
+        from kerastl.tuning.isolate import save_datasets
+
+        save_datasets(train, val, str(data_dir))
+    log.info("Search %s: %s tuner, results in %s", project_name, key, project_dir)
+    ktuner.search(train, validation_data=val, epochs=max_epochs, callbacks=list(callbacks or []),
+                  verbose=verbose)
+    if role == "worker":
+        return SearchResult({}, [], {}, project_dir, objective, role=role,
+                            trials_run=list(ktuner.trials_run))
+    return summarize(ktuner, hypermodel, objective, plots=plots, role=role)
+
+
+def _role() -> str:
+    from keras_tuner.src.distribute import utils as dist_utils
+
+    if not dist_utils.has_chief_oracle():
+        return "local"
+    return "chief" if dist_utils.is_chief_oracle() else "worker"
+
+
+def summarize(ktuner, hypermodel, objective: str, *, plots: bool = True,
+              role: str = "local") -> SearchResult:
+    """Write the results table, best hyperparameters and plots of a tuner's oracle."""
+    oracle = ktuner.oracle
+    project_dir = pathlib.Path(ktuner.project_dir)
+    rows = results_mod.trials_table(oracle, objective)
+    names = _tuned_names(rows)
+    best = results_mod.best_row(rows, oracle.objective.direction)
+    files = results_mod.write_table(rows, project_dir)
+    files["best_json"] = results_mod.write_best(best, names, objective, project_dir)
+    if plots:
+        files.update(results_mod.plot_results(rows, names, objective, project_dir))
+    best_hp, best_cfg = {}, None
+    if best is not None:
+        best_hp = {n: best[n] for n in names if n in best}
+        best_cfg = oracle.trials[best["trial_id"]].hyperparameters.get_config()
+    return SearchResult(best_hp, rows, files, project_dir, objective,
+                        best_score=None if best is None else best["score"],
+                        best_trial_id=None if best is None else best["trial_id"], role=role,
+                        trials_run=list(ktuner.trials_run), hypermodel=hypermodel,
+                        best_hp_config=best_cfg)
