@@ -131,15 +131,17 @@ def read_images(files: list[Path]) -> list[bytes]:
 
 
 def _example_images(folder: str, size, limit: int):
-    """Decode up to ``limit`` images of ``folder`` to the model's size (float32 [0, 255])."""
+    """Up to ``limit`` images of ``folder``: files, native-size arrays, model-size arrays."""
     import tensorflow as tf
 
     from kerastl.export.signatures import decode_images
 
     files = image_files([folder])[:limit]
-    data = tf.constant(read_images(files))
-    images = tf.function(lambda d: decode_images(d, size), autograph=False)(data)
-    return files, images.numpy()
+    data = read_images(files)
+    originals = [tf.io.decode_image(d, channels=3, expand_animations=False).numpy()
+                 for d in data]
+    decode = tf.function(lambda d: decode_images(d, size), autograph=False)
+    return files, originals, decode(tf.constant(data)).numpy()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -150,9 +152,10 @@ def run(args: argparse.Namespace) -> int:
     model = load_keras_model(model_path)
     names = resolve_class_names(model_path, args.labels, args.class_names)
     size = model_image_size(model)
-    files, images = (None, None)
+    files, originals, images = None, None, None
     if args.examples:
-        files, images = _example_images(args.examples, size, max(args.verify_images, 1))
+        files, originals, images = _example_images(args.examples, size,
+                                                   max(args.verify_images, 1))
     path = export_saved_model(
         model, args.base_dir, name=args.name, version=args.version, class_names=names,
         warmup=not args.no_warmup, overwrite=args.overwrite, top_k=args.top_k,
@@ -170,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
     if args.verify:
         from kerastl.export.verify import verify
 
-        report = verify(path, model, images=images, num_images=args.verify_images)
+        report = verify(path, model, images=originals, num_images=args.verify_images)
         print(report.signatures)
         print(report.summary())
         (path.parent / f"verify-{path.name}.json").write_text(json.dumps(

@@ -49,8 +49,6 @@ def main(path, inputs_file, outputs_file, report_file):
     for key in ("png", "jpeg", "large_png"):
         if f"{key}__data" in arrays.files:
             call("serving_default", key, image_bytes=tf.constant(_bytes_list(arrays, key)))
-    if "large_expected" in arrays.files:
-        call("predict_images", "large_expected", images=tf.constant(arrays["large_expected"]))
     call("serving_default", "empty", image_bytes=tf.zeros([0], tf.string))
 
     garbage = [_bytes_list(arrays, "png")[0], b"this is not an image"]

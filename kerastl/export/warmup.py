@@ -97,10 +97,12 @@ def example_bytes(example_images, size: tuple[int, int], *, limit: int = 8) -> l
             if not path.is_file():
                 raise UserInputError(f"Example image not found: {path}")
             item = path.read_bytes()
+        elif isinstance(item, np.ndarray) and item.ndim == 3 and item.shape[-1] == 3:
+            item = _encode(item.astype(np.float32), "jpeg")  # a photo of any size
         if not isinstance(item, bytes) or not item.startswith(_IMAGE_MAGIC):
             raise UserInputError(
                 "example_images entries must be paths to (or bytes of) JPEG, PNG, GIF or BMP "
-                f"files. Received: {str(item)[:60]!r}")
+                f"files, or (height, width, 3) arrays. Received: {str(item)[:60]!r}")
         out.append(item)
     if not out:
         raise UserInputError("example_images is empty; give at least one image or None.")
