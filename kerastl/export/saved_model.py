@@ -111,9 +111,9 @@ def _check_class_names(class_names, task: str, num_outputs: int) -> list[str] | 
         log.warning("No class_names given: the exported model names classes '0'..'%d'. "
                     "Pass class_names=splits.class_names.", num_outputs - 1)
         return [str(i) for i in range(num_outputs)]
-    if isinstance(class_names, str) or not isinstance(class_names, Sequence):
+    if isinstance(class_names, str | bytes) or not hasattr(class_names, "__iter__"):
         raise UserInputError(f"class_names must be a list of strings. Received: {class_names!r}")
-    names = [str(c) for c in class_names]
+    names = [c.decode() if isinstance(c, bytes) else str(c) for c in class_names]
     if len(names) != num_outputs:
         raise UserInputError(
             f"class_names has {len(names)} entries but the model has {num_outputs} outputs. "
