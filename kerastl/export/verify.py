@@ -165,7 +165,8 @@ def _encode(images: np.ndarray, fmt: str, quality: int = 95) -> list[bytes]:
 def _run_fresh_process(path: Path, arrays: dict, timeout: float):
     script = Path(__file__).with_name("fresh_check.py")
     env = {k: v for k, v in os.environ.items()
-           if k in ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "CUDA_VISIBLE_DEVICES")}
+           if k in ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "LD_LIBRARY_PATH",
+                    "CUDA_VISIBLE_DEVICES")}
     env["TF_CPP_MIN_LOG_LEVEL"] = "3"
     with tempfile.TemporaryDirectory(prefix="kerastl-verify-") as tmp:
         inputs, outputs, report = (os.path.join(tmp, n) for n in ("in.npz", "out.npz",
