@@ -39,7 +39,7 @@ def add_parser(subparsers) -> None:
                                          "next to the model)")
     parser.add_argument("--class-names", help="comma-separated class names, in label order")
     parser.add_argument("--top-k", type=int, default=5, help="classes in top_k outputs (default: 5)")
-    parser.add_argument("--resize", choices=("stretch", "crop", "pad"), default="stretch",
+    parser.add_argument("--resize", choices=("stretch", "crop", "pad", "random_crop"), default="stretch",
                         help="how serving_default resizes images; use what training used "
                              "(default: %(default)s)")
     parser.add_argument("--examples", help="folder of real images for the warmup requests, "
@@ -130,7 +130,7 @@ def read_images(files: list[Path]) -> list[bytes]:
     return data
 
 
-def _example_images(folder: str, size, limit: int):
+def _example_images(folder: str, size, limit: int, resize: str = "stretch"):
     """Up to ``limit`` images of ``folder``: files, native-size arrays, model-size arrays."""
     import tensorflow as tf
 
@@ -140,7 +140,7 @@ def _example_images(folder: str, size, limit: int):
     data = read_images(files)
     originals = [tf.io.decode_image(d, channels=3, expand_animations=False).numpy()
                  for d in data]
-    decode = tf.function(lambda d: decode_images(d, size), autograph=False)
+    decode = tf.function(lambda d: decode_images(d, size, resize), autograph=False)
     return files, originals, decode(tf.constant(data)).numpy()
 
 
@@ -155,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
     files, originals, images = None, None, None
     if args.examples:
         files, originals, images = _example_images(args.examples, size,
-                                                   max(args.verify_images, 1))
+                                                   max(args.verify_images, 1), args.resize)
     path = export_saved_model(
         model, args.base_dir, name=args.name, version=args.version, class_names=names,
         warmup=not args.no_warmup, overwrite=args.overwrite, top_k=args.top_k,

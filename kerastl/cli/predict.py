@@ -38,7 +38,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--batch-size", type=int, default=32, help="images per batch")
     parser.add_argument("--labels", help=".keras only: class names file, one per line")
     parser.add_argument("--class-names", help=".keras only: comma-separated class names")
-    parser.add_argument("--resize", choices=("stretch", "crop", "pad"), default="stretch",
+    parser.add_argument("--resize", choices=("stretch", "crop", "pad", "random_crop"), default="stretch",
                         help=".keras only: how images are resized (default: %(default)s)")
     parser.set_defaults(func=run)
 

@@ -195,8 +195,9 @@ def export_saved_model(model: keras.Model, base_dir: str | os.PathLike = "SavedM
             ``(N, H, W, 3)``, a dataset, or image files/bytes (default:
             synthetic images).
         image_size: ``(height, width)`` for models with a dynamic input size.
-        resize: how ``serving_default`` resizes: ``"stretch"`` (the data
-            layer's default), ``"crop"`` or ``"pad"``.
+        resize: the data layer's ``resize`` used in training (``"stretch"``,
+            the default, ``"crop"``, ``"pad"`` or ``"random_crop"``); the
+            bytes signature decodes and resizes exactly the same way.
         serving_base_path: where the server sees ``base_dir`` (for models.config).
 
     Returns:

@@ -13,13 +13,14 @@ from collections.abc import Sequence
 import keras
 import tensorflow as tf
 
+from kerastl.data import decode
 from kerastl.errors import UserInputError
 
 BYTES_INPUT = "image_bytes"
 IMAGES_INPUT = "images"
 SERVING_SIGNATURE = "serving_default"
 IMAGES_SIGNATURE = "predict_images"
-RESIZE_MODES = ("stretch", "crop", "pad")
+RESIZE_MODES = decode.RESIZE_MODES  # "stretch", "crop", "pad", "random_crop" (central at eval)
 CLASSIFIER_OUTPUTS = ("probabilities", "classes", "class_names", "top_k_indices",
                       "top_k_scores")
 REGRESSOR_OUTPUTS = ("predictions",)
@@ -66,33 +67,31 @@ def check_resize(resize: str) -> str:
     return resize
 
 
-def _central_crop_to_aspect(image: tf.Tensor, size: tuple[int, int]) -> tf.Tensor:
-    shape = tf.shape(image)
-    h, w = tf.cast(shape[0], tf.float32), tf.cast(shape[1], tf.float32)
-    ratio = size[0] / size[1]
-    crop_h = tf.maximum(tf.cast(tf.round(tf.minimum(h, w * ratio)), tf.int32), 1)
-    crop_w = tf.maximum(tf.cast(tf.round(tf.minimum(w, h / ratio)), tf.int32), 1)
-    top = (shape[0] - crop_h) // 2
-    left = (shape[1] - crop_w) // 2
-    return image[top:top + crop_h, left:left + crop_w]
+def _decode_like_training(data: tf.Tensor, size: tuple[int, int], resize: str) -> tf.Tensor:
+    """Decode one image file to the ``uint8`` image the training pipeline caches.
 
-
-def resize_image(image: tf.Tensor, size: tuple[int, int], resize: str = "stretch") -> tf.Tensor:
-    """Resize one decoded ``uint8 (H, W, 3)`` image the way kerastl's data layer does.
-
-    Bilinear ``tf.image.resize`` (antialias off), rounded back to ``uint8`` as
-    the training pipeline caches it, returned as ``float32`` in ``[0, 255]``.
-    ``"crop"`` first cuts the central window of the target aspect ratio,
-    ``"pad"`` fits the image inside and pads with black.
+    Uses kerastl's data layer itself (``kerastl.data.decode``), traced into the
+    graph, so serving cannot drift from training: large JPEGs are decoded at a
+    libjpeg DCT scale (1/2, 1/4, 1/8) that keeps both sides >= the cached size,
+    then everything is resized (bilinear, no antialias) and rounded to 8 bits.
     """
-    if resize == "crop":
-        image = _central_crop_to_aspect(image, size)
-    if resize == "pad":
-        out = tf.image.resize_with_pad(tf.cast(image, tf.float32), size[0], size[1])
-    else:
-        out = tf.image.resize(image, size, method="bilinear", antialias=False)
-    out = tf.cast(tf.cast(tf.clip_by_value(tf.round(out), 0.0, 255.0), tf.uint8), tf.float32)
-    return tf.ensure_shape(out, [size[0], size[1], 3])
+    need_h, need_w = decode.cache_size(size, resize)
+
+    def jpeg():
+        shape = tf.image.extract_jpeg_shape(data)
+        scale = tf.constant(1, tf.int32)
+        for s in decode.JPEG_SCALES:  # the largest scale that keeps both sides big enough
+            fits = tf.logical_and(shape[0] // s >= need_h, shape[1] // s >= need_w)
+            scale = tf.where(fits, tf.constant(s, tf.int32), scale)
+        branches = [lambda r=r: tf.io.decode_jpeg(data, channels=3, ratio=r)
+                    for r in decode.JPEG_SCALES]
+        index = tf.argmax(tf.cast(tf.equal(tf.constant(decode.JPEG_SCALES), scale), tf.int32))
+        image = tf.switch_case(tf.cast(index, tf.int32), branches)
+        image.set_shape([None, None, 3])
+        return image
+
+    image = tf.cond(tf.io.is_jpeg(data), jpeg, lambda: decode.decode_bytes(data))
+    return decode.resize_image(image, size, resize)
 
 
 def _looks_like_image(data: tf.Tensor) -> tf.Tensor:
@@ -106,7 +105,8 @@ def decode_images(image_bytes: tf.Tensor, size: tuple[int, int], resize: str = "
                   input_name: str = BYTES_INPUT) -> tf.Tensor:
     """Decode a ``[batch]`` string tensor of JPEG/PNG/GIF/BMP/WebP files to float32 images.
 
-    A string that is not an encoded image fails with ``InvalidArgumentError``
+    Each image goes through the same decoding and resizing as in training (see
+    :func:`_decode_like_training`); ``resize`` is the data layer's option. A string that is not an encoded image fails with ``InvalidArgumentError``
     naming the input and the index of the bad item, before anything is decoded.
     """
 
@@ -119,15 +119,15 @@ def decode_images(image_bytes: tf.Tensor, size: tuple[int, int], resize: str = "
             [index, tf.strings.length(data), tf.strings.substr(data, 0, 8)])
         check = tf.debugging.Assert(_looks_like_image(data), [message])
         with tf.control_dependencies([check]):
-            image = tf.io.decode_image(data, channels=3, expand_animations=False,
-                                       dtype=tf.uint8)
-        image.set_shape([None, None, 3])
-        return resize_image(image, size, resize)
+            return _decode_like_training(data, size, resize)
 
+    cached = decode.cache_size(size, resize)
     count = tf.shape(image_bytes, out_type=tf.int64)[0]
     images = tf.map_fn(one, (tf.range(count), image_bytes), parallel_iterations=8,
-                       fn_output_signature=tf.TensorSpec([size[0], size[1], 3], tf.float32))
-    return tf.ensure_shape(images, [None, size[0], size[1], 3])
+                       fn_output_signature=tf.TensorSpec([*cached, 3], tf.uint8))
+    if resize == "random_crop":  # evaluation takes the central window, as the pipeline does
+        images = decode.central_crop_batch(images, size)
+    return tf.ensure_shape(tf.cast(images, tf.float32), [None, size[0], size[1], 3])
 
 
 class ServingModule(tf.Module):
@@ -140,7 +140,8 @@ class ServingModule(tf.Module):
         top_k: how many classes ``top_k_indices``/``top_k_scores`` hold
             (capped at the number of classes).
         image_size: ``(height, width)`` the bytes signature resizes to.
-        resize: ``"stretch"``, ``"crop"`` or ``"pad"`` (as the data layer's ``resize``).
+        resize: the data layer's ``resize`` option used in training: ``"stretch"``,
+            ``"crop"``, ``"pad"`` or ``"random_crop"`` (central crop at serving time).
     """
 
     def __init__(self, model: keras.Model, *, task: str, class_names: Sequence[str] | None,

@@ -106,6 +106,16 @@ def _resize(images: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return tf.clip_by_value(tf.round(out), 0, 255).numpy().astype(np.float32)
 
 
+def _training_view(photo: np.ndarray, size: tuple[int, int], resize: str) -> np.ndarray:
+    """What kerastl's data layer makes of a decoded photo (float32, the model's size)."""
+    from kerastl.data import decode
+
+    image = decode.resize_image(tf.convert_to_tensor(photo, tf.uint8), size, resize)
+    if resize == "random_crop":
+        image = decode.central_crop_batch(image[None], size)[0]
+    return tf.cast(image, tf.float32).numpy()
+
+
 def sample_photos() -> list[np.ndarray]:
     """scikit-image's sample photos as ``uint8`` RGB arrays (greyscale repeated)."""
     data = require("skimage.data", "dev", "Sampling verification images")
@@ -270,17 +280,20 @@ def verify(path: str | os.PathLike, model: keras.Model | None = None, *, images=
     meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
     listing = show_signatures(path)
     size = tuple(meta.get("image_size", ())) or _size_from_signature(path)
+    resize = meta.get("resize", "stretch")
     user_images = images is not None
     originals = None
     if images is None:
-        images, originals = sample_images(num_images, size, seed=seed, return_crops=True)
+        _, originals = sample_images(num_images, size, seed=seed, return_crops=True)
     elif not isinstance(images, np.ndarray | tf.Tensor):  # native-size photos
         originals = [np.clip(np.round(np.asarray(i, np.float32)), 0, 255).astype(np.uint8)
                      for i in images]
         if not originals or any(o.ndim != 3 or o.shape[-1] != 3 for o in originals):
             raise UserInputError("images must be an array (N, H, W, 3) of the model's size or "
                                  "a non-empty list of RGB images (height, width, 3).")
-        images = np.stack([_resize(o[None], size)[0] for o in originals])
+        images = None
+    if originals is not None:  # the model-size images are what training would have made
+        images = np.stack([_training_view(o, size, resize) for o in originals])
     images = np.asarray(images, dtype=np.float32)
     if images.ndim != 4 or images.shape[1:] != (*size, 3) or not len(images):
         raise UserInputError(f"images must have shape (N, {size[0]}, {size[1]}, 3). "
@@ -320,7 +333,7 @@ def verify(path: str | os.PathLike, model: keras.Model | None = None, *, images=
         metrics["resize_max_abs_diff"] = diff
         checks.append(Check(f"{SERVING_SIGNATURE} native-size PNG photos", diff <= atol,
                             f"max |diff| {diff:.2e} vs {IMAGES_SIGNATURE} on the photos "
-                            "resized like the data layer (bilinear, rounded)"))
+                            f"prepared by kerastl's data layer (resize={resize!r})"))
     if key == "probabilities":
         lossless = results.get(f"large_png/{key}", reference)
         required = (jpeg_min_agreement is not None) and user_images

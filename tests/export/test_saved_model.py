@@ -110,23 +110,34 @@ def test_empty_batch_and_garbage_bytes(tmp_path, classifier, photos):
             serve(image_bytes=tf.constant([_png(photos[:1])[0], garbage]))
 
 
-def test_serving_default_resizes_like_the_data_layer(tmp_path, classifier, photos):
-    path = ktl.export_saved_model(classifier, tmp_path, name="m", warmup=False)
+@pytest.mark.parametrize("resize", ["stretch", "crop", "pad", "random_crop"])
+def test_serving_default_decodes_and_resizes_like_the_data_layer(tmp_path, classifier, resize):
+    from kerastl.data import decode
+
+    path = ktl.export_saved_model(classifier, tmp_path, name="m", warmup=False, resize=resize)
     loaded = tf.saved_model.load(str(path))
     rng = np.random.default_rng(0)
-    large = rng.integers(0, 256, (3, 75, 50, 3)).astype(np.uint8)
-    # the training pipeline: bilinear resize (no antialias), rounded to uint8, float32
-    resized = tf.cast(tf.cast(tf.round(tf.image.resize(large, (32, 32))), tf.uint8),
-                      tf.float32)
-    by_bytes = loaded.signatures["serving_default"](image_bytes=tf.constant(_png(large)))
-    by_images = loaded.signatures["predict_images"](images=resized)
+    # a non-square PNG, and a JPEG large enough for the pipeline's 1/4 DCT-scaled decode
+    png = tf.io.encode_png(rng.integers(0, 256, (75, 50, 3)).astype(np.uint8)).numpy()
+    yy, xx = np.mgrid[0:300, 0:260]
+    smooth = np.stack([xx % 256, yy % 256, (xx + yy) % 256], -1).astype(np.uint8)
+    jpeg = tf.io.encode_jpeg(smooth, quality=90).numpy()
+    expected = []
+    for data, fmt, shape in ((png, "PNG", (75, 50)), (jpeg, "JPEG", (300, 260))):
+        scale = decode.jpeg_scale(fmt, shape, (32, 32), resize)
+        image = decode.load_image(tf.constant(""), tf.constant(data), (32, 32), resize, scale)
+        if resize == "random_crop":
+            image = decode.central_crop_batch(image[None], (32, 32))[0]
+        expected.append(tf.cast(image, tf.float32))
+    assert decode.jpeg_scale("JPEG", (300, 260), (32, 32), resize) > 1
+    by_bytes = loaded.signatures["serving_default"](image_bytes=tf.constant([png, jpeg]))
+    by_images = loaded.signatures["predict_images"](images=tf.stack(expected))
     np.testing.assert_allclose(by_bytes["probabilities"].numpy(),
                                by_images["probabilities"].numpy(), atol=1e-6)
-    # JPEG and greyscale PNG decode too (channels=3)
-    grey = tf.io.encode_png(large[0, :, :, :1]).numpy()
-    jpeg = tf.io.encode_jpeg(large[0]).numpy()
-    out = loaded.signatures["serving_default"](image_bytes=tf.constant([grey, jpeg]))
-    assert out["probabilities"].shape == (2, 3)
+    # greyscale PNG decodes too (channels=3)
+    grey = tf.io.encode_png(smooth[:40, :40, :1]).numpy()
+    out = loaded.signatures["serving_default"](image_bytes=tf.constant([grey]))
+    assert out["probabilities"].shape == (1, 3)
 
 
 def test_regressor_signatures(tmp_path, regressor, photos):
