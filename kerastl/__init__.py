@@ -33,6 +33,12 @@ from kerastl.export import export_saved_model
 from kerastl.freezing import freeze, layer_groups, trainable_report, unfreeze
 from kerastl.models import build_classifier, build_regressor
 from kerastl.training import FineTuneResult, fine_tune
+from kerastl.transfer import (
+    adapt_batchnorm,
+    cross_validate,
+    extract_features,
+    fit_linear_head,
+)
 
 __version__ = "0.1.0"
 
@@ -45,15 +51,19 @@ __all__ = [
     "UnsafeWeightsError",
     "UserInputError",
     "WeightsUnavailableError",
+    "adapt_batchnorm",
     "backbone_spec",
     "build_backbone",
     "build_classifier",
     "build_regressor",
+    "cross_validate",
     "data",
     "distribute",
     "export",
     "export_saved_model",
+    "extract_features",
     "fine_tune",
+    "fit_linear_head",
     "freeze",
     "layer_groups",
     "list_backbones",
