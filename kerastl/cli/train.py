@@ -65,6 +65,16 @@ def add_parser(subparsers) -> None:
                    help="output folder (default: runs/<backbone>, next free name)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace a model already in --output")
+    p.add_argument("--strategy", default=None,
+                   choices=("auto", "cpu", "gpu", "mirrored", "multi_worker", "tpu"),
+                   help="distribute training (tf.distribute); --batch-size is then per "
+                        "replica (default: no distribution)")
+    p.add_argument("--backup-dir", default=None, metavar="DIR",
+                   help="write a checkpoint after every epoch into DIR; the same command "
+                        "run again resumes a killed run where it stopped")
+    p.add_argument("--mixed-precision", default=None,
+                   choices=("mixed_float16", "mixed_bfloat16"),
+                   help="train in mixed precision (outputs stay float32)")
     p.set_defaults(func=run)
 
 
@@ -94,7 +104,11 @@ def run(args) -> int:
     weights = None if str(args.weights).lower() == "none" else args.weights
     size = args.image_size or spec.default_image_size
     keras.utils.set_random_seed(args.seed)
-    splits = ktl.data.image_folder(data_dir, image_size=(size, size), batch_size=args.batch_size,
+    strategy, batch_size = None, args.batch_size
+    if args.strategy:
+        strategy = ktl.distribute.get_strategy(args.strategy)
+        batch_size = ktl.distribute.global_batch_size(args.batch_size, strategy)
+    splits = ktl.data.image_folder(data_dir, image_size=(size, size), batch_size=batch_size,
                                    validation_split=args.validation_split, seed=args.seed,
                                    augment=args.augment)
     safe_name = re.sub(r"[^A-Za-z0-9_.-]+", "_", spec.name.removeprefix("hub:")).strip("_")
@@ -106,7 +120,8 @@ def run(args) -> int:
         head_epochs=args.head_epochs, epochs=args.epochs, learning_rate=args.lr,
         fine_tune_learning_rate=args.ft_lr, unfreeze=unfreeze_options(args),
         dropout=args.dropout, overwrite=args.overwrite, config=config,
-        optimizer=args.optimizer, patience=args.patience,
+        optimizer=args.optimizer, patience=args.patience, strategy=strategy,
+        backup_dir=args.backup_dir, mixed_precision=args.mixed_precision,
     )
     for split in ("test", "val"):
         if f"{split}_metrics" in report:

@@ -5,6 +5,7 @@ This is the library function behind ``kerastl train`` and ``kerastl demo``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import pathlib
@@ -67,30 +68,39 @@ def train_and_report(splits, *, backbone: str, output: str | os.PathLike, weight
                      head_epochs: int = 3, epochs: int = 10, learning_rate: float = 1e-3,
                      fine_tune_learning_rate: float = 1e-4, unfreeze: dict | None = None,
                      dropout: float = 0.2, hidden_units=(), overwrite: bool = False,
-                     verbose="auto", config: dict | None = None, **fine_tune_kwargs) -> dict:
+                     verbose="auto", config: dict | None = None, strategy=None,
+                     **fine_tune_kwargs) -> dict:
     """Fine-tune a classifier on ``splits`` and write everything a user wants to keep.
 
     Writes into ``output``: ``model.keras``, ``report.json`` (config, history,
     validation/test metrics with per-class precision/recall/F1, timings,
     versions, skipped files), ``curves.png`` and ``confusion_matrix.png``.
 
+    With a ``strategy`` (a name for :func:`kerastl.distribute.get_strategy` or a
+    ``tf.distribute.Strategy``) the model is built in its scope and trained
+    on all its replicas; in a cluster only the chief writes files.
+
     Returns:
         The report as a dict (also written to ``report.json``).
     """
+    from kerastl import distribute
     from kerastl.backbones.builder import build_backbone
 
     output = prepare_output(output, overwrite=overwrite)
     started = time.perf_counter()
     if splits.image_size is None:
         raise UserInputError("The data splits do not say their image size")
-    model = build_classifier(
-        build_backbone(backbone, weights=weights, image_size=splits.image_size),
-        len(splits.class_names), dropout=dropout, hidden_units=tuple(hidden_units),
-    )
+    if strategy is not None:
+        strategy = distribute.get_strategy(strategy)
+    with strategy.scope() if strategy is not None else contextlib.nullcontext():
+        model = build_classifier(
+            build_backbone(backbone, weights=weights, image_size=splits.image_size),
+            len(splits.class_names), dropout=dropout, hidden_units=tuple(hidden_units),
+        )
     result = fine_tune(model, splits.train, splits.val, head_epochs=head_epochs, epochs=epochs,
                        learning_rate=learning_rate,
                        fine_tune_learning_rate=fine_tune_learning_rate, unfreeze=unfreeze,
-                       verbose=verbose, **fine_tune_kwargs)
+                       verbose=verbose, strategy=strategy, **fine_tune_kwargs)
     report = {
         "backbone": backbone,
         "weights": str(weights),
@@ -100,6 +110,7 @@ def train_and_report(splits, *, backbone: str, output: str | os.PathLike, weight
         "history": result.history,
         "best_epoch": result.best_val_metrics,
         "cached_features": result.cached_features,
+        "resumed_from": result.resumed_from,
         "skipped_files": [list(item) for item in splits.skipped],
         "environment": environment(),
     }
@@ -112,6 +123,10 @@ def train_and_report(splits, *, backbone: str, output: str | os.PathLike, weight
         report[f"{split_name}_metrics"] = classification_metrics(probs, labels,
                                                                  splits.class_names)
         evaluation_split = split_name
+    if not distribute.is_chief(strategy):  # workers of a cluster: the chief writes the files
+        report["timings"] = dict(result.timings, total=time.perf_counter() - started)
+        report["files"] = {}
+        return report
     model_path = save_model_atomically(result.model, output / MODEL_FILE)
     files = {"model": model_path, "report": output / "report.json"}
     files["curves"] = plot_history(result.history, output / "curves.png",
