@@ -5,7 +5,9 @@ Pillow without decoding pixels), so a "decompression bomb" that declares
 30000x30000 pixels is refused before anything is allocated. Files that pass
 are then decoded once by the same TensorFlow op the pipeline uses; a file
 TensorFlow cannot decode but Pillow can (1-bit BMP, TIFF, ...) is converted
-to PNG bytes held in memory, so it is still used.
+to PNG bytes held in memory, so it is still used. GIFs always take the
+Pillow route: only their first frame is decoded, so a long animation cannot
+exhaust memory.
 """
 
 from __future__ import annotations
@@ -109,12 +111,17 @@ def check_file(path: str, max_pixels: int = DEFAULT_MAX_PIXELS):
             data = f.read()
     except OSError as err:
         return None, f"cannot read file: {err.strerror or err}"
-    try:
-        tf.io.decode_image(data, channels=3, expand_animations=False, dtype=tf.uint8)
-        return CheckedFile(path, b"", size, fmt or ""), None
-    except tf.errors.OpError as err:
-        tf_reason = str(err.message).split("[Op:")[0].strip()
-        tf_reason = tf_reason.split("}}")[-1].strip() or type(err).__name__
+    if fmt == "GIF":
+        # TensorFlow's GIF decoder reads every frame even for the first one
+        # (about frames x width x height bytes); Pillow decodes frame 0 alone.
+        tf_reason = "GIF decoded by Pillow"
+    else:
+        try:
+            tf.io.decode_image(data, channels=3, expand_animations=False, dtype=tf.uint8)
+            return CheckedFile(path, b"", size, fmt or ""), None
+        except tf.errors.OpError as err:
+            tf_reason = str(err.message).split("[Op:")[0].strip()
+            tf_reason = tf_reason.split("}}")[-1].strip() or type(err).__name__
     # TensorFlow refused it; Pillow may still read it in full (e.g. 1-bit BMP, TIFF).
     try:
         inline = _pil_to_png(data)

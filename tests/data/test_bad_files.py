@@ -1,3 +1,4 @@
+import io
 import json
 import os
 import subprocess
@@ -80,3 +81,15 @@ def test_dirty_folder_peak_memory_under_1gb(tmp_path):
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["skipped"] == 6
     assert result["peak_kb"] < 1024 * 1024, result
+
+
+def test_animated_gif_decodes_only_the_first_frame(tmp_path):
+    from PIL import Image
+
+    frames = [Image.fromarray(np.full((40, 50, 3), c, np.uint8)) for c in (10, 100, 200)]
+    path = tmp_path / "anim.gif"
+    frames[0].save(path, save_all=True, append_images=frames[1:])
+    ok, reason = validate.check_file(str(path))
+    assert reason is None and ok.size == (40, 50)
+    first = np.asarray(Image.open(io.BytesIO(ok.inline)))
+    assert first.shape == (40, 50, 3) and abs(int(first.mean()) - 10) <= 2
