@@ -117,7 +117,12 @@ def check_file(path: str, max_pixels: int = DEFAULT_MAX_PIXELS):
         tf_reason = "GIF decoded by Pillow"
     else:
         try:
-            tf.io.decode_image(data, channels=3, expand_animations=False, dtype=tf.uint8)
+            if fmt == "JPEG":
+                # Same entropy decoding as a full decode (so truncation and
+                # corruption still fail) at 1/64 of the memory and much faster.
+                tf.io.decode_jpeg(data, channels=3, ratio=8)
+            else:
+                tf.io.decode_image(data, channels=3, expand_animations=False, dtype=tf.uint8)
             return CheckedFile(path, b"", size, fmt or ""), None
         except tf.errors.OpError as err:
             tf_reason = str(err.message).split("[Op:")[0].strip()
