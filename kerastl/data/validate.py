@@ -23,6 +23,8 @@ import warnings
 import numpy as np
 import tensorflow as tf
 
+from kerastl.errors import UserInputError
+
 log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".gif", ".webp",
@@ -155,8 +157,17 @@ def check_files(paths: list[str], *, max_pixels: int = DEFAULT_MAX_PIXELS,
     checked: list[CheckedFile | None] = [None] * len(paths)
     skipped: list[tuple[str, str]] = []
     bar = keras.utils.Progbar(len(paths), unit_name="file") if verbose and paths else None
+    if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1:
+        raise UserInputError(f"max_pixels must be a positive int. Received: {max_pixels!r}")
+
+    def guarded(path):
+        try:
+            return check_file(path, max_pixels)
+        except Exception as err:  # noqa: BLE001 - untrusted bytes can break any decoder
+            return None, f"unreadable image ({type(err).__name__}: {err})"
+
     with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
-        results = pool.map(lambda p: check_file(p, max_pixels), paths)
+        results = pool.map(guarded, paths)
         for i, (path, (ok, reason)) in enumerate(zip(paths, results, strict=True)):
             if ok is None:
                 skipped.append((path, reason))
