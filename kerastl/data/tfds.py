@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 
 import numpy as np
 import tensorflow as tf
@@ -112,9 +113,10 @@ def from_tfds(name, *, image_size, batch_size: int = 32, data_dir: str | None = 
         image_size: int or ``(height, width)``.
         batch_size: examples per batch.
         data_dir: where TFDS data lives (default ``~/tensorflow_datasets``).
-        split: names of the (train, validation, test) splits; a missing or
-            ``None`` validation split is cut from train (stratified, seeded,
-            ``validation_split``); a missing test split gives ``test=None``.
+        split: names of the (train, validation, test) splits, TFDS slices
+            allowed (``"train[:80%]"``); a missing or ``None`` validation split
+            is cut from train (stratified, seeded, ``validation_split``); a
+            missing test split gives ``test=None``.
         validation_split: fraction cut from train when there is no validation split.
         seed: seed of the split, the shuffle and the augmentation.
         augment: ``None``, a policy name or an options dict (training only).
@@ -153,7 +155,17 @@ def from_tfds(name, *, image_size, batch_size: int = 32, data_dir: str | None = 
     builder = _builder(tfds, name, data_dir, download)
     class_names = _pick_keys(builder.info.features, image_key, label_key)
     available = dict(builder.info.splits.items()) if builder.info.splits else {}
-    if wanted[0] not in available:
+
+    def size_of(split_name):
+        """Examples in a split (TFDS slices like "train[:80%]" allowed), or None if absent."""
+        if not split_name or re.split(r"[\[+]", str(split_name))[0] not in available:
+            return None
+        try:
+            return int(builder.info.splits[split_name].num_examples)
+        except (KeyError, ValueError, TypeError) as err:
+            raise UserInputError(f"Bad TFDS split {split_name!r}: {err}") from err
+
+    if size_of(wanted[0]) is None:
         raise DataError(f"TFDS dataset {builder.name!r} has no split {wanted[0]!r}; "
                         f"it has {sorted(available)}.")
 
@@ -164,11 +176,11 @@ def from_tfds(name, *, image_size, batch_size: int = 32, data_dir: str | None = 
 
     sources, counts = {}, {}
     sources["train"] = load(wanted[0])
-    counts["train"] = int(available[wanted[0]].num_examples)
+    counts["train"] = size_of(wanted[0])
     for key, split_name in (("val", wanted[1]), ("test", wanted[2])):
-        if split_name in available:
+        if size_of(split_name) is not None:
             sources[key] = load(split_name)
-            counts[key] = int(available[split_name].num_examples)
+            counts[key] = size_of(split_name)
     labels = _read_labels(tfds, builder, wanted[0], image_key, label_key)
     class_counts = np.bincount(labels, minlength=len(class_names)).tolist()
     if "val" not in sources and fraction > 0:

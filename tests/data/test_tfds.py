@@ -71,3 +71,23 @@ def test_prepared_tfds_name_with_data_dir(tmp_path):
     x, y = collect(s.train)
     assert x.shape == (9, 6, 6, 3)
     assert np.allclose(x.mean(axis=(1, 2, 3)), 20 + 200 * y)
+
+
+def test_tfds_split_slices(tmp_path):
+    data_dir = str(tmp_path / "tfds")
+    try:
+        KtlTinyImages(data_dir=data_dir).download_and_prepare()
+    except ImportError as err:
+        pytest.skip(f"tfds cannot prepare datasets here: {err}")
+    s = ktl.data.from_tfds("ktl_tiny_images", image_size=6, data_dir=data_dir,
+                           split=("train[:8]", "train[8:]", None), download=False)
+    assert s.counts == {"train": 8, "val": 4}
+    assert s.test is None
+    _, yv = collect(s.val)
+    _, yt = collect(s.train)
+    assert len(yv) == 4
+    assert np.bincount(np.concatenate([yt, yv])).tolist() == [6, 6]
+    assert s.class_counts == np.bincount(yt, minlength=2).tolist()
+    with pytest.raises(DataError, match="no split 'training'"):
+        ktl.data.from_tfds("ktl_tiny_images", image_size=6, data_dir=data_dir,
+                           split=("training",), download=False)
