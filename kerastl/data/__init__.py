@@ -1,7 +1,27 @@
 """Input pipelines: image folders, TFDS, arrays; augmentation; frozen-feature caching.
 
 Every source returns a :class:`Splits` of ``tf.data`` datasets yielding
-``(float32 [0, 255] images (B, H, W, 3), int32 labels)`` batches.
+``(float32 [0, 255] images (B, H, W, 3), int32 labels)`` batches, plus the
+metadata a training loop needs (class names, counts, skipped files, whether
+the training set is randomly augmented).
+
+Example:
+    >>> splits = ktl.data.image_folder("photos/", image_size=224, augment="light")
+    >>> splits.class_names, splits.counts
+    >>> for path, reason in splits.skipped:   # bad files, never a crash mid-fit
+    ...     print(path, reason)
+    >>> model.fit(splits.train, validation_data=splits.val,
+    ...           class_weight=ktl.data.class_weights(splits))
+
+The training pipeline is ``read -> decode (parallel) -> resize -> cache ->
+shuffle -> batch -> augment -> prefetch``: images are cached as uint8 after
+resizing, and augmentation (Keras preprocessing layers) runs after the cache
+so each epoch draws fresh randomness. ``augment_on="model"`` instead returns
+the layers in ``Splits.augmentation`` to run on the accelerator.
+
+Frozen-feature caching (used by ``ktl.fine_tune(cache_features="auto")``):
+:func:`extract_features` runs a frozen backbone once over a dataset and
+:func:`features_dataset` batches the result for training the head.
 """
 
 from kerastl.data.arrays import from_arrays
