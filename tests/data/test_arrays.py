@@ -70,3 +70,16 @@ def test_from_arrays_augment_on_model():
     assert isinstance(s.augmentation, keras.Sequential) and len(s.augmentation.layers) == 3
     with pytest.raises(UserInputError, match="augment_on"):
         ktl.data.from_arrays(x, np.arange(8) % 2, image_size=6, augment_on="gpu")
+
+
+def test_large_arrays_stream_instead_of_becoming_constants(monkeypatch):
+    from kerastl.data import arrays
+
+    monkeypatch.setattr(arrays, "_MAX_CONSTANT_BYTES", 0)
+    x = np.stack([np.full((5, 5, 3), i, np.uint8) for i in range(10)])
+    s = ktl.data.from_arrays(x, np.arange(10) % 2, image_size=5, validation_split=0.2)
+    xt, yt = collect(s.train)
+    xv, yv = collect(s.val)
+    ids = sorted(xt[:, 0, 0, 0].astype(int).tolist() + xv[:, 0, 0, 0].astype(int).tolist())
+    assert ids == list(range(10))
+    assert np.array_equal(xt[:, 0, 0, 0].astype(int) % 2, yt)

@@ -83,3 +83,17 @@ def test_head_trains_on_cached_features():
                  metrics=["accuracy"])
     history = head.fit(ds, epochs=15, verbose=0)
     assert history.history["accuracy"][-1] > 0.9
+
+
+def test_features_dataset_streams_large_arrays(monkeypatch):
+    from kerastl.data import features
+
+    monkeypatch.setattr(features, "_MAX_CONSTANT_BYTES", 0)
+    feats = np.arange(7, dtype="float32")[:, None]
+    labels = np.arange(7, dtype="int32")
+    ds = features_dataset(feats, labels, batch_size=3, seed=0)
+    assert int(ds.cardinality()) == 3
+    rows = list(ds.as_numpy_iterator())
+    assert [len(y) for _, y in rows] == [3, 3, 1]
+    assert sorted(np.concatenate([y for _, y in rows]).tolist()) == list(range(7))
+    assert all(np.array_equal(f[:, 0], y) for f, y in rows)

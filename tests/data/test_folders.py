@@ -183,3 +183,14 @@ def test_multi_label_split_is_stratified_by_label_set(tmp_path, rng):
                               validation_split=0.2)
     _, yv = collect(s.val)
     assert sorted(map(tuple, yv.tolist())) == [(0, 1), (0, 1), (1, 1), (1, 1)]
+
+
+def test_auto_cache_skips_memory_cache_over_budget(class_folder, monkeypatch, caplog):
+    from kerastl.data import pipeline
+
+    monkeypatch.setattr(pipeline, "AUTO_CACHE_BYTES", 100)
+    with caplog.at_level("INFO", logger="kerastl.data.pipeline"):
+        s = ktl.data.image_folder(class_folder, image_size=8, validation_split=0)
+    assert "Not caching the train split" in caplog.text
+    x, _ = collect(s.train)
+    assert len(x) == 20
