@@ -14,7 +14,8 @@ def tiny_arrays(n: int = 36, seed: int = 0):
     """Images whose class sets their mean brightness (so accuracy can rise above chance)."""
     rng = np.random.default_rng(seed)
     y = (np.arange(n) % 3).astype("int32")
-    x = rng.uniform(0, 60, size=(n, 32, 32, 3)).astype("float32") + 90.0 * y[:, None, None, None]
+    x = rng.uniform(0, 60, size=(n, 32, 32, 3)) + 90.0 * y[:, None, None, None]
+    x = x.astype("float32")
     return x, y
 
 
