@@ -12,6 +12,7 @@ import argparse
 import json
 import logging
 import os
+import sys
 from pathlib import Path
 
 from kerastl.errors import UserInputError
@@ -180,6 +181,6 @@ def run(args: argparse.Namespace) -> int:
             {"ok": report.ok, "metrics": report.metrics,
              "checks": [vars(c) for c in report.checks]}, indent=2) + "\n")
         if not report.ok:
-            print("kerastl: verification failed (see the FAIL lines above)")
+            print("kerastl: verification failed (see the FAIL lines above)", file=sys.stderr)
             status = 1
     return status
