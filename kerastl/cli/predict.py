@@ -51,8 +51,12 @@ class _SavedModelPredictor:
 
         self.path = resolve_version_dir(path)
         self._fn = tf.saved_model.load(str(self.path)).signatures.get("serving_default")
-        if self._fn is None:
-            raise UserInputError(f"{self.path} has no serving_default signature.")
+        inputs = self._fn.structured_input_signature[1] if self._fn is not None else {}
+        if list(inputs) != ["image_bytes"]:
+            raise UserInputError(
+                f"{self.path} has no serving_default signature taking image_bytes (found "
+                f"inputs {sorted(inputs)}); export it with kerastl export / "
+                "ktl.export_saved_model.")
         self._tf = tf
         self.class_names = None  # the SavedModel answers class_names itself
 

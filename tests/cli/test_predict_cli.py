@@ -103,6 +103,13 @@ def test_bad_inputs_exit_2_with_one_line(setup, capsys):
     assert "No such model file or SavedModel folder" in capsys.readouterr().err
     assert main(["predict", str(tmp_path), str(folder)]) == 2  # a folder without versions
     assert "is not a SavedModel" in capsys.readouterr().err
+    plain = tmp_path / "plain" / "1"  # a SavedModel not exported by kerastl
+    module = tf.Module()
+    module.f = tf.function(lambda x: {"y": x * 2},
+                           input_signature=[tf.TensorSpec([None], tf.float32, name="x")])
+    tf.saved_model.save(module, str(plain), signatures={"serving_default": module.f})
+    assert main(["predict", str(plain), str(folder)]) == 2
+    assert "no serving_default signature taking image_bytes" in capsys.readouterr().err
     empty = tmp_path / "empty"
     empty.mkdir()
     assert main(["predict", str(saved), str(empty)]) == 2

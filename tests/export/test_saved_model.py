@@ -140,6 +140,20 @@ def test_serving_default_decodes_and_resizes_like_the_data_layer(tmp_path, class
     assert out["probabilities"].shape == (1, 3)
 
 
+def test_multilabel_classifier(tmp_path, photos):
+    from export_helpers import tiny_backbone
+
+    model = ktl.build_classifier(tiny_backbone(), 4, multilabel=True)
+    path = ktl.export_saved_model(model, tmp_path, name="tags", class_names=list("abcd"),
+                                  top_k=2, warmup=False)
+    out = tf.saved_model.load(str(path)).signatures["serving_default"](
+        image_bytes=tf.constant(_png(photos[:4])))
+    expected = model.predict(photos[:4], verbose=0)
+    np.testing.assert_allclose(out["probabilities"].numpy(), expected, atol=1e-5)
+    np.testing.assert_array_equal(out["top_k_indices"].numpy(),
+                                  np.argsort(-expected, axis=-1)[:, :2])
+
+
 def test_regressor_signatures(tmp_path, regressor, photos):
     path = ktl.export_saved_model(regressor, tmp_path, name="r", warmup=False)
     loaded = tf.saved_model.load(str(path))
