@@ -60,6 +60,24 @@ def add_parser(subparsers) -> None:
                    help="adam, adamw, sgd, rmsprop or adagrad (default: %(default)s)")
     p.add_argument("--patience", type=int, default=3,
                    help="early-stopping patience per phase (default: %(default)s)")
+    p.add_argument("--weight-decay", type=float, default=None,
+                   help="optimizer weight decay (default: 1e-4 for adamw, none otherwise)")
+    p.add_argument("--label-smoothing", type=float, default=0.0,
+                   help="label smoothing (needs one-hot labels, e.g. MixUp augmentation)")
+    p.add_argument("--mode", default="fine-tune",
+                   choices=("fine-tune", "feature-extraction", "auto"),
+                   help="fine-tune: two-phase fine-tuning; feature-extraction: frozen "
+                        "backbone features + a linear classifier (fast, best on small "
+                        "data); auto: feature extraction up to a measured number of "
+                        "images per class, fine-tuning above (default: %(default)s)")
+    p.add_argument("--classifier", default="logistic",
+                   choices=("logistic", "linear_svm", "ridge"),
+                   help="feature-extraction mode: the linear classifier (default: %(default)s)")
+    p.add_argument("--C", type=float, default=None, dest="C",
+                   help="feature-extraction mode: inverse regularisation strength "
+                        "(default: chosen by cross-validation)")
+    p.add_argument("--features-cache", default=None, metavar="DIR",
+                   help="feature-extraction mode: cache backbone features in DIR")
     p.add_argument("--seed", type=int, default=DEFAULTS["seed"])
     p.add_argument("--output", default=None,
                    help="output folder (default: runs/<backbone>, next free name)")
@@ -98,7 +116,7 @@ def run(args) -> int:
     import keras
 
     import kerastl as ktl
-    from kerastl.training.run import next_free_dir, train_and_report
+    from kerastl.training.run import next_free_dir
 
     spec = ktl.backbone_spec(args.backbone)
     weights = None if str(args.weights).lower() == "none" else args.weights
@@ -108,6 +126,9 @@ def run(args) -> int:
     if args.strategy:
         strategy = ktl.distribute.get_strategy(args.strategy)
         batch_size = ktl.distribute.global_batch_size(args.batch_size, strategy)
+    if args.mode == "feature-extraction" and args.augment not in (None, "none"):
+        raise UserInputError("--augment has no effect with --mode feature-extraction (each "
+                             "image is seen once); leave it out or use --mode fine-tune")
     splits = ktl.data.image_folder(data_dir, image_size=(size, size), batch_size=batch_size,
                                    validation_split=args.validation_split, seed=args.seed,
                                    augment=args.augment)
@@ -115,14 +136,38 @@ def run(args) -> int:
     output = args.output or next_free_dir(f"runs/{safe_name or 'hub'}")
     config = {k: (str(v) if isinstance(v, pathlib.Path) else v)
               for k, v in vars(args).items() if k != "func"}
-    report = train_and_report(
+    from kerastl.transfer.run import choose_mode, feature_extraction_and_report
+
+    mode = choose_mode(args.mode, train_examples=int(splits.counts.get("train", 0)),
+                       num_classes=len(splits.class_names))
+    if mode == "feature-extraction":
+        report = feature_extraction_and_report(
+            splits, backbone=args.backbone, output=output, weights=weights,
+            kind=args.classifier, C=args.C, cache=args.features_cache,
+            overwrite=args.overwrite, config=config)
+        print(f"mode: feature extraction ({report['linear_head']['kind']}, "
+              f"C={report['linear_head']['C']:g})")
+    else:
+        report = _fine_tune_run(args, splits, output, weights, config, strategy)
+    _print_summary(report)
+    return 0
+
+
+def _fine_tune_run(args, splits, output, weights, config, strategy) -> dict:
+    from kerastl.training.run import train_and_report
+
+    return train_and_report(
         splits, backbone=args.backbone, output=output, weights=weights,
         head_epochs=args.head_epochs, epochs=args.epochs, learning_rate=args.lr,
         fine_tune_learning_rate=args.ft_lr, unfreeze=unfreeze_options(args),
         dropout=args.dropout, overwrite=args.overwrite, config=config,
         optimizer=args.optimizer, patience=args.patience, strategy=strategy,
         backup_dir=args.backup_dir, mixed_precision=args.mixed_precision,
+        weight_decay=args.weight_decay, label_smoothing=args.label_smoothing,
     )
+
+
+def _print_summary(report: dict) -> None:
     for split in ("test", "val"):
         if f"{split}_metrics" in report:
             print(f"{split} accuracy: {report[f'{split}_metrics']['accuracy']:.4f} on "
@@ -132,4 +177,3 @@ def run(args) -> int:
         print(f"skipped {len(report['skipped_files'])} unreadable files (listed in report.json)")
     for key, path in report["files"].items():
         print(f"  {key:<17}{path}")
-    return 0
