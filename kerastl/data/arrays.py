@@ -84,7 +84,8 @@ def _dataset(x: np.ndarray, y: np.ndarray) -> tf.data.Dataset:
         yield from zip(x, y, strict=True)
 
     spec = (tf.TensorSpec(x.shape[1:], tf.as_dtype(x.dtype)), tf.TensorSpec((), tf.int32))
-    return tf.data.Dataset.from_generator(gen, output_signature=spec)
+    ds = tf.data.Dataset.from_generator(gen, output_signature=spec)
+    return ds.apply(tf.data.experimental.assert_cardinality(len(x)))
 
 
 def from_arrays(x, y, *, image_size, batch_size: int = 32, validation_split: float = 0.2,

@@ -199,9 +199,12 @@ def from_tfds(name, *, image_size, batch_size: int = 32, data_dir: str | None = 
         def drop_index(i, example):
             return example
 
-        sources["val"] = indexed.filter(in_val).map(drop_index)
-        sources["train"] = indexed.filter(in_train).map(drop_index)
         counts["val"], counts["train"] = int(is_val.sum()), int((~is_val).sum())
+        # filter() loses the cardinality; restore it so Keras knows the steps.
+        sources["val"] = indexed.filter(in_val).map(drop_index).apply(
+            tf.data.experimental.assert_cardinality(counts["val"]))
+        sources["train"] = indexed.filter(in_train).map(drop_index).apply(
+            tf.data.experimental.assert_cardinality(counts["train"]))
         class_counts = np.bincount(labels[~is_val], minlength=len(class_names)).tolist()
     datasets = {"val": None, "test": None}
     augmented = False

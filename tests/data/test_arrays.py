@@ -83,3 +83,10 @@ def test_large_arrays_stream_instead_of_becoming_constants(monkeypatch):
     ids = sorted(xt[:, 0, 0, 0].astype(int).tolist() + xv[:, 0, 0, 0].astype(int).tolist())
     assert ids == list(range(10))
     assert np.array_equal(xt[:, 0, 0, 0].astype(int) % 2, yt)
+    assert int(s.train.cardinality()) == 1  # 8 examples, batch 32
+
+
+def test_from_arrays_cardinality_known():
+    s = ktl.data.from_arrays(np.zeros((10, 4, 4), np.uint8), np.arange(10) % 2, image_size=4,
+                             batch_size=4, validation_split=0.2)
+    assert int(s.train.cardinality()) == 2 and int(s.val.cardinality()) == 1

@@ -15,6 +15,7 @@ def test_local_tfds_image_folder(tmp_path, rng):
     assert s.class_names == ["cat", "dog"]
     assert s.counts == {"train": 9, "val": 3, "test": 4}
     assert s.class_counts == [4, 5]
+    assert [int(d.cardinality()) for d in (s.train, s.val, s.test)] == [3, 1, 1]
     x, y = collect(s.train)
     assert x.shape == (9, 16, 16, 3) and x.dtype == "float32" and y.dtype == "int32"
     _, yv = collect(s.val)
