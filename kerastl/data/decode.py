@@ -142,28 +142,19 @@ def load_image(path: tf.Tensor, inline: tf.Tensor, image_size: tuple[int, int],
     return resize_image(image, image_size, resize)
 
 
-def random_crop_batch(images: tf.Tensor, image_size: tuple[int, int],
-                      seed: int | None = None) -> tf.Tensor:
-    """Cut an independent random ``image_size`` window out of each image of a batch."""
-    shape = tf.shape(images)
+def central_crop(image: tf.Tensor, image_size: tuple[int, int]) -> tf.Tensor:
+    """Cut the central ``image_size`` window out of one ``(H, W, C)`` image."""
     h, w = image_size
-    n = shape[0]
-    gen = tf.random.uniform([n, 2], 0.0, 1.0, seed=seed)
-    tops = tf.cast(gen[:, 0] * tf.cast(shape[1] - h + 1, tf.float32), tf.int32)
-    lefts = tf.cast(gen[:, 1] * tf.cast(shape[2] - w + 1, tf.float32), tf.int32)
-    tops = tf.minimum(tops, shape[1] - h)
-    lefts = tf.minimum(lefts, shape[2] - w)
-    boxes = tf.stack([tops, lefts], axis=1)
-
-    def crop(args):
-        image, box = args
-        return tf.slice(image, [box[0], box[1], 0], [h, w, -1])
-
-    return tf.map_fn(crop, (images, boxes), fn_output_signature=images.dtype)
+    shape = tf.shape(image)
+    top = (shape[0] - h) // 2
+    left = (shape[1] - w) // 2
+    out = image[top:top + h, left:left + w]
+    out.set_shape([h, w, image.shape[-1]])
+    return out
 
 
 def central_crop_batch(images: tf.Tensor, image_size: tuple[int, int]) -> tf.Tensor:
-    """Cut the central ``image_size`` window out of a batch."""
+    """Cut the central ``image_size`` window out of a batch ``(B, H, W, C)``."""
     h, w = image_size
     shape = tf.shape(images)
     top = (shape[1] - h) // 2

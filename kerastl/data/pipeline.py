@@ -6,6 +6,7 @@ import hashlib
 import logging
 import os
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -87,15 +88,24 @@ def finish(ds: tf.data.Dataset, *, num_examples: int, image_size: tuple[int, int
     if training and shuffle:
         ds = ds.shuffle(min(max(num_examples, 1), SHUFFLE_BUFFER), seed=seed,
                         reshuffle_each_iteration=True)
+    if resize == "random_crop":
+        # After the cache, per image: a new random window every epoch in
+        # training (Keras RandomCrop keeps its seed state across epochs), the
+        # central window otherwise.
+        if training:
+            cropper = keras.layers.RandomCrop(*image_size, seed=seed)
+
+            def crop(image, label):
+                return tf.cast(cropper(image, training=True), tf.uint8), label
+        else:
+            def crop(image, label):
+                return decode.central_crop(image, image_size), label
+
+        ds = ds.map(crop, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
     ds = ds.batch(batch_size, num_parallel_calls=tf.data.AUTOTUNE,
                   deterministic=deterministic)
 
     def to_float(images, labels):
-        if resize == "random_crop":
-            if training:
-                images = decode.random_crop_batch(images, image_size, seed=seed)
-            else:
-                images = decode.central_crop_batch(images, image_size)
         return tf.cast(images, tf.float32), tf.cast(labels, label_dtype)
 
     ds = ds.map(to_float, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)

@@ -194,3 +194,18 @@ def test_auto_cache_skips_memory_cache_over_budget(class_folder, monkeypatch, ca
     assert "Not caching the train split" in caplog.text
     x, _ = collect(s.train)
     assert len(x) == 20
+
+
+def test_random_crop_draws_new_windows_each_epoch_and_centre_for_val(tmp_path, rng):
+    for i in range(6):
+        write_image(str(tmp_path / "a" / f"{i}.png"), rng, size=(40, 40))
+    s = ktl.data.image_folder(tmp_path, image_size=16, validation_split=0.5,
+                              resize="random_crop", shuffle=False, deterministic=True)
+    assert s.augmented is True
+    e1, _ = collect(s.train)
+    e2, _ = collect(s.train)
+    assert e1.shape == (3, 16, 16, 3)
+    assert not np.allclose(e1, e2)
+    v1, _ = collect(s.val)
+    v2, _ = collect(s.val)
+    assert np.array_equal(v1, v2)
