@@ -32,7 +32,7 @@ from kerastl.errors import (
 from kerastl.export import export_saved_model
 from kerastl.freezing import freeze, layer_groups, trainable_report, unfreeze
 from kerastl.models import build_classifier, build_regressor
-from kerastl.training import FineTuneResult, fine_tune
+from kerastl.training import FineTuneResult, fine_tune, lr_find
 from kerastl.transfer import (
     adapt_batchnorm,
     cross_validate,
@@ -67,6 +67,7 @@ __all__ = [
     "freeze",
     "layer_groups",
     "list_backbones",
+    "lr_find",
     "trainable_report",
     "tuning",
     "unfreeze",

@@ -80,3 +80,100 @@ def plot_confusion_matrix(matrix: np.ndarray, class_names: list[str],
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return os.fspath(path)
+
+
+def plot_lr_find(result, path: str | os.PathLike, *, title: str = "Learning-rate finder") -> str:
+    """Loss vs learning rate (log scale) of :func:`kerastl.lr_find`, suggestions marked.
+
+    Args:
+        result: an ``LRFindResult`` (``learning_rates``, ``losses``, ``smoothed``,
+            ``suggestions``, ``method``).
+        path: PNG file to write.
+
+    Returns:
+        The path written.
+    """
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(result.learning_rates, result.losses, color="tab:blue", alpha=0.3, label="loss")
+    ax.plot(result.learning_rates, result.smoothed, color="tab:blue", label="smoothed loss")
+    markers = {"valley": "tab:red", "steepest": "tab:green", "minimum": "tab:purple"}
+    lrs = np.asarray(result.learning_rates)
+    for name, rate in result.suggestions.items():
+        index = int(np.argmin(np.abs(np.log(lrs) - np.log(rate)))) if len(lrs) else 0
+        y = result.smoothed[index] if result.smoothed else 0.0
+        chosen = " (suggested)" if name == result.method else ""
+        ax.plot([rate], [y], "o", color=markers.get(name, "black"),
+                label=f"{name}: {rate:.2g}{chosen}")
+    ax.set_xscale("log")
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel("loss")
+    if result.smoothed:
+        low, high = min(result.smoothed), max(result.smoothed[:max(1, len(result.smoothed) // 2)])
+        ax.set_ylim(low - 0.1 * abs(low), max(high, low) * 1.5 + 1e-3)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return os.fspath(path)
+
+
+def most_confident_errors(probabilities: np.ndarray, labels: np.ndarray, *,
+                          count: int = 16) -> list[int]:
+    """Indices of the wrong predictions with the highest predicted probability, highest first."""
+    probabilities = np.asarray(probabilities)
+    labels = np.asarray(labels)
+    if labels.ndim == 2:
+        labels = labels.argmax(axis=1)
+    if not len(probabilities):
+        return []
+    predicted = probabilities.argmax(axis=1)
+    wrong = np.flatnonzero(predicted != labels)
+    confidence = probabilities[wrong, predicted[wrong]]
+    return [int(i) for i in wrong[np.argsort(-confidence, kind="stable")][:count]]
+
+
+def plot_errors(images: np.ndarray, probabilities: np.ndarray, labels: np.ndarray,
+                class_names: list[str], path: str | os.PathLike, *, count: int = 16,
+                title: str = "Most confidently wrong predictions") -> tuple[str, list[int]]:
+    """A grid of the most confidently wrong images, each titled true / predicted (p).
+
+    Args:
+        images: the evaluated images, ``(N, H, W, 3)`` in [0, 255] (or ``(N, H, W)``).
+        probabilities: ``(N, classes)`` model outputs.
+        labels: ``(N,)`` integer labels (or one-hot).
+        class_names: class names by index.
+        path: PNG file to write.
+        count: at most this many images.
+
+    Returns:
+        ``(path, indices)``: the PNG written and the indices shown (may be empty:
+        the PNG then says there were no errors).
+    """
+    plt = _pyplot()
+    indices = most_confident_errors(probabilities, labels, count=count)
+    labels = np.asarray(labels)
+    if labels.ndim == 2:
+        labels = labels.argmax(axis=1)
+    cols = max(1, min(4, len(indices)))
+    rows = max(1, -(-len(indices) // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.9 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    if not indices:
+        axes[0, 0].text(0.5, 0.5, "no errors", ha="center", va="center", fontsize=12)
+    for ax, i in zip(axes.ravel(), indices):
+        image = np.clip(np.asarray(images[i], dtype="float32"), 0, 255) / 255.0
+        ax.imshow(image.squeeze(), cmap="gray" if image.ndim == 2 or image.shape[-1] == 1
+                  else None)
+        p = probabilities[i]
+        predicted = int(np.argmax(p))
+        ax.set_title(f"true: {class_names[int(labels[i])]}\npred: {class_names[predicted]} "
+                     f"({p[predicted]:.2f})", fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return os.fspath(path), indices

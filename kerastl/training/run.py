@@ -16,6 +16,7 @@ import keras
 
 from kerastl.errors import UserInputError
 from kerastl.models import build_classifier
+from kerastl.reports.evaluate import write_errors_grid
 from kerastl.reports.plots import plot_confusion_matrix, plot_history
 from kerastl.reports.report import classification_metrics, environment, predict_dataset, write_json
 from kerastl.training.fine_tune import fine_tune
@@ -74,7 +75,8 @@ def train_and_report(splits, *, backbone: str, output: str | os.PathLike, weight
 
     Writes into ``output``: ``model.keras``, ``report.json`` (config, history,
     validation/test metrics with per-class precision/recall/F1, timings,
-    versions, skipped files), ``curves.png`` and ``confusion_matrix.png``.
+    versions, skipped files), ``curves.png``, ``confusion_matrix.png`` and ``errors.png`` (the most
+    confidently wrong images of the evaluated split).
 
     With a ``strategy`` (a name for :func:`kerastl.distribute.get_strategy` or a
     ``tf.distribute.Strategy``) the model is built in its scope and trained
@@ -123,6 +125,7 @@ def train_and_report(splits, *, backbone: str, output: str | os.PathLike, weight
         report[f"{split_name}_metrics"] = classification_metrics(probs, labels,
                                                                  splits.class_names)
         evaluation_split = split_name
+        evaluated = (dataset, probs, labels)
     if not distribute.is_chief(strategy):  # workers of a cluster: the chief writes the files
         report["timings"] = dict(result.timings, total=time.perf_counter() - started)
         report["files"] = {}
@@ -136,6 +139,9 @@ def train_and_report(splits, *, backbone: str, output: str | os.PathLike, weight
             report[f"{evaluation_split}_metrics"]["confusion_matrix"], splits.class_names,
             output / "confusion_matrix.png",
             title=f"Confusion matrix ({evaluation_split} split)")
+        errors_png = write_errors_grid(*evaluated, splits.class_names, output / "errors.png")
+        if errors_png:
+            files["errors"] = errors_png
     report["timings"] = dict(result.timings, total=time.perf_counter() - started)
     report["files"] = {k: os.fspath(v) for k, v in files.items()}
     write_json(report, output / "report.json")
