@@ -6,16 +6,16 @@ groups trainable, and every ``every`` epochs unfreeze the next group down
 
 Keras 3 optimizers only update the variables they were built with, so the
 optimizer must be built over every variable that may become trainable
-*before* ``fit``: :func:`prebuild_optimizer` does that, and the callback
-checks it at the start of training. When it unfreezes a group it rebuilds
+before the first step: the callback does that at the start of training when
+the optimizer is still unbuilt (:func:`prebuild_optimizer` does it by hand),
+and refuses an optimizer already built for fewer variables. When it unfreezes a group it rebuilds
 the training function (``make_train_function(force=True)``), which is what
 Keras needs after ``trainable`` changes; optimizer state (Adam moments,
 step count, schedule position) carries over.
 
 Example:
     >>> ktl.unfreeze(model, groups=1)
-    >>> opt = prebuild_optimizer(keras.optimizers.Adam(1e-4), model)
-    >>> model.compile(optimizer=opt, loss="sparse_categorical_crossentropy")
+    >>> model.compile(optimizer=keras.optimizers.Adam(1e-4), loss="sparse_categorical_crossentropy")
     >>> model.fit(train, epochs=8, callbacks=[GradualUnfreezing(every=2)])
 """
 
@@ -116,12 +116,14 @@ class GradualUnfreezing(keras.callbacks.Callback):
             raise UserInputError("GradualUnfreezing needs a compiled model.")
         unfreeze(self.model, groups=min(self.start_groups, self._n_groups),
                  train_bn=self.train_bn)
-        if optimizer.built and _unknown(optimizer, self.model):
+        if not optimizer.built:  # no step taken yet: build it over every variable now
+            prebuild_optimizer(optimizer, self.model)
+        elif _unknown(optimizer, self.model):
             raise UserInputError(
-                "GradualUnfreezing: the optimizer was built only for the variables trainable "
-                "when fit started, so it could never update the groups unfrozen later. Call "
-                "kerastl.training.gradual.prebuild_optimizer(optimizer, model) before "
-                "model.compile(optimizer=...).")
+                "GradualUnfreezing: the optimizer was already built for fewer variables "
+                "(by an earlier fit), so it could never update the groups unfrozen later. "
+                "Compile with a fresh optimizer, or call "
+                "kerastl.training.gradual.prebuild_optimizer(optimizer, model) first.")
 
     def on_epoch_begin(self, epoch, logs=None):
         if self._first_epoch is None:

@@ -140,7 +140,7 @@ def lr_find(model: keras.Model, train, *, start_lr: float = 1e-7, end_lr: float 
     def step(x, y):
         with tf.GradientTape() as tape:
             pred = model(x, training=True)
-            value = loss_fn(y, pred)
+            value = tf.reduce_mean(loss_fn(y, pred))
             if model.losses:
                 value = value + tf.add_n(model.losses)
         grads = tape.gradient(value, variables)
