@@ -9,11 +9,13 @@ from kerastl.transfer.adabn import adapt_batchnorm
 from kerastl.transfer.cross_validation import CrossValidationResult, cross_validate
 from kerastl.transfer.features import extract_features
 from kerastl.transfer.linear import LinearHead, fit_linear_head, linear_head_model
+from kerastl.transfer.regularization import add_l2
 
 __all__ = [
     "CrossValidationResult",
     "LinearHead",
     "adapt_batchnorm",
+    "add_l2",
     "cross_validate",
     "extract_features",
     "fit_linear_head",
