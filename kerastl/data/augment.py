@@ -139,12 +139,22 @@ def _factor(options: dict, key: str) -> float:
     return float(value)
 
 
+def _seeds(seed: int | None):
+    """A distinct seed per layer: layers sharing one seed would draw correlated values."""
+    k = 0
+    while True:
+        yield None if seed is None else seed + k
+        k += 1
+
+
 def _image_layers(options: dict, seed: int | None) -> list[keras.layers.Layer]:
     layers: list[keras.layers.Layer] = []
+    seeds = _seeds(seed)
     if "random_resized_crop" in options:
         scale = options["random_resized_crop"]
         scale = (0.35, 1.0) if scale is True else tuple(scale)
-        layers.append(RandomResizedCrop(scale=scale, seed=seed, name="random_resized_crop"))
+        layers.append(RandomResizedCrop(scale=scale, seed=next(seeds),
+                                        name="random_resized_crop"))
     if "flip" in options:
         mode = options["flip"]
         mode = "horizontal" if mode is True else mode
@@ -153,29 +163,30 @@ def _image_layers(options: dict, seed: int | None) -> list[keras.layers.Layer]:
                 "flip must be True, 'horizontal', 'vertical' or 'horizontal_and_vertical'. "
                 f"Received: {mode!r}"
             )
-        layers.append(keras.layers.RandomFlip(mode, seed=seed, name="random_flip"))
+        layers.append(keras.layers.RandomFlip(mode, seed=next(seeds), name="random_flip"))
     if "rotation" in options:
-        layers.append(keras.layers.RandomRotation(_factor(options, "rotation"), seed=seed,
-                                                  name="random_rotation"))
+        layers.append(keras.layers.RandomRotation(_factor(options, "rotation"),
+                                                  seed=next(seeds), name="random_rotation"))
     if "zoom" in options:
-        layers.append(keras.layers.RandomZoom(_factor(options, "zoom"), seed=seed,
+        layers.append(keras.layers.RandomZoom(_factor(options, "zoom"), seed=next(seeds),
                                               name="random_zoom"))
     if "translation" in options:
         f = _factor(options, "translation")
-        layers.append(keras.layers.RandomTranslation(f, f, seed=seed, name="random_translation"))
+        layers.append(keras.layers.RandomTranslation(f, f, seed=next(seeds),
+                                                     name="random_translation"))
     if "contrast" in options:
         layers.append(keras.layers.RandomContrast(_factor(options, "contrast"),
-                                                  value_range=(0, 255), seed=seed,
+                                                  value_range=(0, 255), seed=next(seeds),
                                                   name="random_contrast"))
     if "brightness" in options:
         layers.append(keras.layers.RandomBrightness(_factor(options, "brightness"),
-                                                    value_range=(0, 255), seed=seed,
+                                                    value_range=(0, 255), seed=next(seeds),
                                                     name="random_brightness"))
     if "rand_augment" in options:
         ops = options["rand_augment"]
         ops = 2 if ops is True else int(ops)
-        layers.append(keras.layers.RandAugment(value_range=(0, 255), num_ops=ops, seed=seed,
-                                               name="rand_augment"))
+        layers.append(keras.layers.RandAugment(value_range=(0, 255), num_ops=ops,
+                                               seed=next(seeds), name="rand_augment"))
     return layers
 
 
@@ -233,11 +244,12 @@ def apply_augmentation(ds: tf.data.Dataset, augment, *, num_classes: int | None 
     if not options:
         return ds, False
     layers = _image_layers(options, seed)
+    seeds = _seeds(None if seed is None else seed + 1000)
     mixers = []
     if "mixup" in options:
-        mixers.append(keras.layers.MixUp(alpha=_factor(options, "mixup"), seed=seed))
+        mixers.append(keras.layers.MixUp(alpha=_factor(options, "mixup"), seed=next(seeds)))
     if "cutmix" in options:
-        mixers.append(keras.layers.CutMix(factor=_factor(options, "cutmix"), seed=seed))
+        mixers.append(keras.layers.CutMix(factor=_factor(options, "cutmix"), seed=next(seeds)))
     if mixers and not num_classes:
         raise UserInputError("MixUp/CutMix need num_classes to one-hot the labels.")
     pipeline = keras.Sequential(layers) if layers else None

@@ -115,3 +115,10 @@ def test_class_weights_from_splits(class_folder):
     # ant 6, bird 10, cat 4 -> n / (3 * count)
     w = class_weights(s)
     assert w == pytest.approx({0: 20 / 18, 1: 20 / 30, 2: 20 / 12})
+
+
+def test_each_layer_gets_its_own_seed():
+    # One shared seed would correlate e.g. the flip decision with the rotation angle.
+    seeds = [layer.seed for layer in augmentation_layers("default", seed=5).layers]
+    assert seeds == [5, 6, 7, 8, 9, 10]
+    assert all(layer.seed is None for layer in augmentation_layers("light").layers)
