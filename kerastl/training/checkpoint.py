@@ -12,6 +12,7 @@ On disk (``backup_dir``)::
         model.npz         model weights, in ``model.weights`` order
         optimizer.npz     optimizer variables (absent between phases)
         best.npz          weights of the best epoch so far
+        rng.npz           seed-generator states (dropout masks continue)
         state.json        phase, epochs, history, best/early-stopping state
         MANIFEST.json     size and SHA-256 of each file above; written last
     latest                the name of the newest complete checkpoint

@@ -94,6 +94,12 @@ def fresh_metrics(metrics):
             else m for m in metrics]
 
 
+def _rng_states(model) -> list:
+    """The model's seed-generator states (dropout RNG): variables that are not weights."""
+    ids = {id(w) for w in model.weights}
+    return [v for v in model.variables if id(v) not in ids]
+
+
 class _ResumableEarlyStopping(keras.callbacks.EarlyStopping):
     """EarlyStopping whose counters can be restored from a checkpoint."""
 
@@ -175,7 +181,8 @@ class TwoPhases:
                  "early_stopping": ({"wait": self.stopper.wait, "best": self.stopper.best}
                                     if self.stopper is not None else {})}
         arrays = {"model": self.model.get_weights(), "optimizer": optimizer_arrays(optimizer),
-                  "best": self.best._weights}
+                  "best": self.best._weights,
+                  "rng": [keras.ops.convert_to_numpy(v) for v in _rng_states(self.model)]}
         self.ckpt.save(state, arrays, label=label or state["status"])
 
     def _resume(self):
@@ -195,6 +202,11 @@ class TwoPhases:
             self.best.best_logs = s["best"]["logs"]
             self.best._weights = found.arrays.get("best")
         self.model.set_weights(found.arrays["model"])
+        saved_rng = found.arrays.get("rng", [])
+        states = _rng_states(self.model)
+        if len(saved_rng) == len(states):  # dropout masks continue where they stopped
+            for variable, value in zip(states, saved_rng, strict=True):
+                variable.assign(value)
         return found
 
     def _set_trainable(self, flags):
