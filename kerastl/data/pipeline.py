@@ -136,7 +136,8 @@ def files_dataset(paths: list[str], inline: list[bytes], labels: np.ndarray, *,
         labels = labels[order]
         scales = scales[order]
     ds = tf.data.Dataset.from_tensor_slices((
-        tf.constant(paths, dtype=tf.string),
+        # fsencode: file names that are not valid UTF-8 still reach read_file intact.
+        tf.constant([os.fsencode(p) for p in paths], dtype=tf.string),
         tf.constant(inline, dtype=tf.string),
         tf.constant(scales, dtype=tf.int32),
         tf.constant(labels),

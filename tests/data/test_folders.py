@@ -209,3 +209,15 @@ def test_random_crop_draws_new_windows_each_epoch_and_centre_for_val(tmp_path, r
     v1, _ = collect(s.val)
     v2, _ = collect(s.val)
     assert np.array_equal(v1, v2)
+
+
+def test_non_utf8_and_unicode_file_names(tmp_path, rng):
+    root = os.fsencode(str(tmp_path))
+    for name in (b"caf\xc3\xa9.png", b"bad\xff.png"):  # valid UTF-8, then invalid
+        folder = os.path.join(root, b"a")
+        os.makedirs(folder, exist_ok=True)
+        write_image(os.fsdecode(os.path.join(folder, name)), rng)
+    s = ktl.data.image_folder(tmp_path, image_size=8, validation_split=0)
+    assert s.counts == {"train": 2} and s.skipped == []
+    x, _ = collect(s.train)
+    assert x.shape == (2, 8, 8, 3)
