@@ -68,15 +68,24 @@ def test_cached_features_give_the_same_head_as_full_model():
     results = {}
     for cache in (True, False):
         keras.utils.set_random_seed(7)
+        # Real weights: a random frozen backbone gives ~constant features, which
+        # would make this comparison trivially true.
         model = ktl.build_classifier(
-            ktl.build_backbone("mobilenet_v2", weights=None, image_size=32), 3, dropout=0.0)
+            ktl.build_backbone("efficientnet_lite0", weights="imagenet", image_size=32), 3,
+            dropout=0.0)
         res = ktl.fine_tune(model, train, val, head_epochs=3, epochs=0, cache_features=cache,
+                            learning_rate=1e-2,
                             verbose=0, patience=None)
         results[cache] = res
     assert results[True].cached_features and not results[False].cached_features
     assert "feature_extraction" in results[True].timings
-    np.testing.assert_allclose(results[True].history["val_loss"],
-                               results[False].history["val_loss"], rtol=2e-3, atol=2e-4)
+    losses = results[False].history["val_loss"]
+    assert losses[-1] < losses[0] - 0.05  # the head really learns
+    # Same model, same data; only the batch order differs (cached features are
+    # reshuffled every epoch), so the curves agree closely but not bit for bit.
+    cached = results[True].history
+    assert cached["val_loss"][-1] == pytest.approx(losses[-1], rel=0.05)
+    assert abs(cached["val_accuracy"][-1] - results[False].history["val_accuracy"][-1]) <= 0.07
 
 
 def test_augmented_data_is_not_cached(caplog):
