@@ -1,6 +1,6 @@
 import numpy as np
 import pytest
-from conftest import collect
+from data_helpers import collect
 
 import kerastl as ktl
 from kerastl.errors import UserInputError

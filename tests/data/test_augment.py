@@ -1,7 +1,7 @@
 import keras
 import numpy as np
 import pytest
-from conftest import collect, make_class_folder
+from data_helpers import collect, make_class_folder
 
 import kerastl as ktl
 from kerastl.data import RandomResizedCrop, augmentation_layers, class_weights
@@ -63,7 +63,7 @@ def test_pipeline_augments_after_cache_so_epochs_differ(tmp_path):
     rng = np.random.default_rng(0)
     root = make_class_folder(str(tmp_path / "i"), ["a", "b"], 4, rng)
     # replace solid images with noise so flips/rotations change pixels
-    from conftest import write_image
+    from data_helpers import write_image
 
     for cls in ("a", "b"):
         for i in range(4):

@@ -7,7 +7,7 @@ import textwrap
 
 import numpy as np
 import pytest
-from corpus import make_corpus
+from data_corpus import make_corpus
 
 import kerastl as ktl
 from kerastl.data import validate
@@ -51,7 +51,7 @@ def test_dirty_folder_loses_no_good_image_and_reports_every_bad_one(tmp_path):
 
 
 def test_check_file_reasons(tmp_path):
-    from corpus import bomb_png
+    from data_corpus import bomb_png
 
     bomb = tmp_path / "bomb.png"
     bomb.write_bytes(bomb_png(15000, 10000))

@@ -2,7 +2,7 @@ import os
 
 import numpy as np
 import pytest
-from conftest import collect, make_class_folder, write_image
+from data_helpers import collect, make_class_folder, write_image
 
 import kerastl as ktl
 from kerastl.errors import DataError, UserInputError

@@ -1,6 +1,6 @@
 import numpy as np
 import pytest
-from conftest import collect, make_class_folder
+from data_helpers import collect, make_class_folder
 
 import kerastl as ktl
 from kerastl.data import stratified_split
@@ -40,7 +40,7 @@ def test_image_folder_split_reproducible_disjoint_stratified(tmp_path, rng):
     root = tmp_path / "imgs"
     for k, name in enumerate(["a", "b"]):
         for i in range(10):
-            from conftest import write_image
+            from data_helpers import write_image
 
             write_image(str(root / name / f"{i}.png"), rng, value=k * 100 + i * 5)
     ids = {}

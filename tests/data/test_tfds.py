@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
-from conftest import collect, make_class_folder
+from data_helpers import collect, make_class_folder
 
 import kerastl as ktl
 from kerastl.errors import DataError, UserInputError
