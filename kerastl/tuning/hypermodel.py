@@ -268,7 +268,8 @@ class TransferHyperModel(kt.HyperModel):
             model, train, val, head_epochs=head_epochs, epochs=ft_epochs,
             learning_rate=float(v["learning_rate"]),
             fine_tune_learning_rate=float(v["fine_tune_learning_rate"]),
-            unfreeze={"groups": groups}, callbacks=forwarded, optimizer=v["optimizer"],
+            unfreeze={"groups": groups}, callbacks=[BuildOptimizerFirst(), *forwarded],
+            optimizer=v["optimizer"],
             label_smoothing=float(v["label_smoothing"]), patience=self.patience,
             verbose=self.verbose if verbose is None else verbose,
         )
@@ -280,6 +281,21 @@ class TransferHyperModel(kt.HyperModel):
         for saver in savers:
             _save_if_better(saver, model, metrics)
         return metrics
+
+
+class BuildOptimizerFirst(keras.callbacks.Callback):
+    """Create the optimizer's variables before Keras traces the train step.
+
+    Variables first created inside a ``tf.function`` trace get a lifted
+    initializer ``tf.cond`` whose functions stay registered after the model
+    is gone, keeping the whole traced train-step graph alive: tens of MiB
+    per trial in a long search. Building them eagerly avoids that.
+    """
+
+    def on_train_begin(self, logs=None):
+        optimizer = getattr(self.model, "optimizer", None)
+        if optimizer is not None and not optimizer.built:
+            optimizer.build(self.model.trainable_variables)
 
 
 def _number(name: str, key: str, value) -> float:
