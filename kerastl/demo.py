@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 
 import numpy as np
@@ -52,8 +53,9 @@ def _dataset(x: np.ndarray, y: np.ndarray, size: int, batch_size: int, *, shuffl
         return tf.image.resize(images, (size, size)), labels
 
     ds = ds.batch(batch_size).map(to_rgb, num_parallel_calls=tf.data.AUTOTUNE).cache()
-    if shuffle:
-        ds = ds.unbatch().shuffle(len(x), seed=seed).batch(batch_size)
+    if shuffle:  # (unbatch loses the cardinality Keras needs to count steps)
+        ds = ds.unbatch().shuffle(len(x), seed=seed).batch(batch_size).apply(
+            tf.data.experimental.assert_cardinality(math.ceil(len(x) / batch_size)))
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
