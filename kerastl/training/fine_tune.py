@@ -124,7 +124,9 @@ def fine_tune(model: keras.Model, train: tf.data.Dataset, val: tf.data.Dataset |
               label_smoothing: float = 0.0, class_weight: dict | None = None,
               weight_decay: float | None = None, strategy=None, backup_dir=None,
               mixed_precision: str | None = None, jit_compile: bool | None = None,
-              training_loop: str = "auto") -> FineTuneResult:
+              training_loop: str = "auto", schedule: str = "constant", warmup: float = 0.1,
+              layerwise_lr_decay: float | None = None,
+              gradual_unfreeze_every: int | None = None) -> FineTuneResult:
     """Fine-tune ``model`` in two phases and return the best weights.
 
     Phase 1 trains only the head for ``head_epochs`` with the backbone frozen
@@ -177,6 +179,18 @@ def fine_tune(model: keras.Model, train: tf.data.Dataset, val: tf.data.Dataset |
         training_loop: ``"auto"`` (Keras ``fit``, or kerastl's
             ``strategy.run`` loop for multi-worker strategies, where Keras 3
             ``fit`` fails), ``"keras"`` or ``"custom"``.
+        schedule: learning-rate schedule of each phase: ``"constant"``,
+            ``"onecycle"`` (peak = the phase's rate) or ``"cosine"`` (warm-up,
+            then cosine decay); see :mod:`kerastl.training.schedules`.
+        warmup: fraction of each phase spent warming up (one-cycle, cosine).
+        layerwise_lr_decay: phase 2 only: each backbone group learns at this
+            factor x the rate of the group above (the head at the full rate);
+            see :func:`kerastl.training.discriminative_optimizer`.
+        gradual_unfreeze_every: phase 2 only: start with the top group
+            unfrozen and unfreeze one more every this many epochs (up to
+            ``unfreeze["groups"]`` groups, default all); see
+            :class:`kerastl.training.GradualUnfreezing`. Not with
+            ``backup_dir`` or the custom training loop.
 
     Returns:
         A :class:`FineTuneResult`.
@@ -206,7 +220,10 @@ def fine_tune(model: keras.Model, train: tf.data.Dataset, val: tf.data.Dataset |
                    verbose=_resolve_verbose(verbose), optimizer=optimizer, loss=loss,
                    metrics=metrics, patience=patience, label_smoothing=label_smoothing,
                    class_weight=class_weight, weight_decay=weight_decay, strategy=strategy,
-                   backup_dir=backup_dir, jit_compile=jit_compile, loop=training_loop)
+                   backup_dir=backup_dir, jit_compile=jit_compile, loop=training_loop,
+                   **_schedule_options(schedule, warmup, layerwise_lr_decay,
+                                       gradual_unfreeze_every, unfreeze or {}, backup_dir,
+                                       training_loop))
     from kerastl.training.phases import TwoPhases, fresh_metrics  # imports this module
 
     with distribute.precision(policy):
@@ -228,3 +245,25 @@ def fine_tune(model: keras.Model, train: tf.data.Dataset, val: tf.data.Dataset |
     return result
 
 
+def _schedule_options(schedule, warmup, decay, every, unfreeze, backup_dir, loop) -> dict:
+    """Check the schedule / per-group rate / gradual-unfreezing options of ``fine_tune``."""
+    from kerastl.training.schedules import make_schedule
+
+    make_schedule(schedule, 1.0, total_steps=10, warmup=warmup)  # validates name and warmup
+    if decay is not None:
+        if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0 < decay <= 1:
+            raise UserInputError(
+                "layerwise_lr_decay must be a number in (0, 1] (e.g. 0.5: each lower group "
+                f"learns at half the rate of the group above). Received: {decay!r}")
+    if every is not None:
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise UserInputError(f"gradual_unfreeze_every must be an int >= 1. "
+                                 f"Received: {every!r}")
+        if backup_dir is not None or loop == "custom":
+            raise UserInputError("gradual_unfreeze_every cannot be combined with backup_dir= "
+                                 "or the custom training loop yet; use one or the other.")
+        if set(unfreeze) - {"groups", "train_bn"}:
+            raise UserInputError("With gradual_unfreeze_every, unfreeze= may only give "
+                                 f"groups= and train_bn=. Received: unfreeze={unfreeze!r}")
+    return {"schedule": schedule, "warmup": warmup, "layerwise_lr_decay": decay,
+            "gradual_unfreeze_every": every}

@@ -223,18 +223,42 @@ class TwoPhases:
                                                    patience=self.o["patience"],
                                                    initial=early_stopping_state)
             cbs.append(self.stopper)
+        if phase == 2 and self.o.get("gradual_unfreeze_every"):
+            from kerastl.training.gradual import GradualUnfreezing
+
+            unfreeze = self.o["unfreeze"]
+            cbs.insert(0, GradualUnfreezing(self.o["gradual_unfreeze_every"],
+                                            max_groups=unfreeze.get("groups"),
+                                            train_bn=bool(unfreeze.get("train_bn", False))))
         if self.ckpt is not None:
             cbs.append(_SaveEachEpoch(self, phase))
         return cbs + pause_callbacks(phase)
 
-    def compile(self, target, learning_rate):
+    def compile(self, target, learning_rate, train=None, phase=0):
         with self._scope():
-            opt = make_optimizer(self.o["optimizer"], learning_rate,
-                                 weight_decay=self.o["weight_decay"])
+            opt = self._optimizer(target, learning_rate, train, phase)
             kwargs = {} if self.o["jit_compile"] is None else {"jit_compile": self.o["jit_compile"]}
             target.compile(optimizer=opt, loss=self.loss,
                            metrics=fresh_metrics(self.metrics) if self.strategy else self.metrics,
                            **kwargs)
+
+    def _optimizer(self, target, learning_rate, train, phase):
+        """The phase's optimizer: its schedule, and per-group rates in phase 2."""
+        o = self.o
+        epochs = {1: o["head_epochs"], 2: o["epochs"]}.get(phase, 0)
+        if phase and epochs and o.get("schedule", "constant") != "constant":
+            from kerastl.training.schedules import make_schedule
+
+            steps = _steps_per_epoch(train if train is not None else self.train)
+            learning_rate = make_schedule(o["schedule"], learning_rate,
+                                          total_steps=max(1, epochs * steps), warmup=o["warmup"])
+        if phase == 2 and o.get("layerwise_lr_decay") is not None:
+            from kerastl.training.discriminative import discriminative_optimizer
+
+            return discriminative_optimizer(target, o["optimizer"], learning_rate,
+                                            decay=o["layerwise_lr_decay"],
+                                            weight_decay=o["weight_decay"])
+        return make_optimizer(o["optimizer"], learning_rate, weight_decay=o["weight_decay"])
 
     def restore_optimizer(self, target, found):
         if found is not None and found.arrays.get("optimizer"):
@@ -298,7 +322,7 @@ class TwoPhases:
             self.cached = True
             target = head
             train, val = self._features(backbone)
-        self.compile(target, o["learning_rate"])
+        self.compile(target, o["learning_rate"], train, 1)
         self.restore_optimizer(target, found)
         if not (found and found.state.get("stopped")):  # early-stopped before the kill
             self.fit(target, train, val, done, o["head_epochs"],
@@ -333,7 +357,7 @@ class TwoPhases:
             self._set_trainable(found.state["trainable"])
         elif not self.phase1_epochs and not o["head_epochs"]:
             unfreeze_model(model, **o["unfreeze"])
-        self.compile(model, o["fine_tune_learning_rate"])
+        self.compile(model, o["fine_tune_learning_rate"], self.train, 2)
         self.restore_optimizer(model, found)
         start = time.perf_counter()
         if not (found and found.state.get("stopped")):
@@ -341,6 +365,13 @@ class TwoPhases:
                      self.phase1_epochs + o["epochs"],
                      self.callbacks(2, found.state["early_stopping"] if found else None))
         self.timings["phase2"] = time.perf_counter() - start
+
+
+def _steps_per_epoch(dataset) -> int:
+    steps = int(dataset.cardinality())
+    if steps > 0:
+        return steps
+    return sum(1 for _ in dataset)  # unknown cardinality: count the batches once
 
 
 def _batch_size(dataset) -> int:

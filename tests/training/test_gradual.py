@@ -72,3 +72,29 @@ def test_bad_arguments():
         GradualUnfreezing(every=0)
     with pytest.raises(ValueError, match="max_groups must be an int >= start_groups"):
         GradualUnfreezing(start_groups=3, max_groups=2)
+
+
+def test_fine_tune_options_schedule_layerwise_decay_and_gradual_unfreezing():
+    import tensorflow as tf
+
+    model, x, y = _setup()
+    train = tf.data.Dataset.from_tensor_slices((x, y.astype("int32"))).batch(8)  # 2 steps/epoch
+    result = ktl.fine_tune(model, train, train, head_epochs=2, epochs=3, schedule="onecycle",
+                           warmup=0.25, layerwise_lr_decay=0.5, gradual_unfreeze_every=1,
+                           unfreeze={"groups": 2}, cache_features=False, patience=None,
+                           verbose=0)
+    lr = result.history["learning_rate"]
+    # one-cycle per phase: after the last step of each phase the rate is near its floor
+    assert lr[1] == pytest.approx(1e-3 / 25 / 1e4, rel=1e-3)
+    assert lr[4] == pytest.approx(1e-4 / 25 / 1e4, rel=1e-3)
+    assert lr[0] > lr[1] and lr[2] > lr[3] > lr[4]
+    assert type(result.model.optimizer).__name__ == "DiscriminativeAdam"
+    groups = ktl.backbone_spec("mobilenet_v2").groups
+    rows = {r["group"]: r["trainable_params"] for r in ktl.trainable_report(result.model)}
+    assert rows[groups[-1]] > 0 and rows[groups[-2]] > 0 and rows[groups[-3]] == 0
+    with pytest.raises(ValueError, match="Unknown schedule 'step'"):
+        ktl.fine_tune(model, train, schedule="step")
+    with pytest.raises(ValueError, match="layerwise_lr_decay must be a number in"):
+        ktl.fine_tune(model, train, layerwise_lr_decay=2)
+    with pytest.raises(ValueError, match="cannot be combined with backup_dir"):
+        ktl.fine_tune(model, train, gradual_unfreeze_every=1, backup_dir="x")
