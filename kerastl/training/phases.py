@@ -161,7 +161,9 @@ class TwoPhases:
                 "head_epochs": o["head_epochs"], "epochs": o["epochs"],
                 "unfreeze": o["unfreeze"], "optimizer": str(o["optimizer"]),
                 "learning_rate": o["learning_rate"],
-                "fine_tune_learning_rate": o["fine_tune_learning_rate"]}
+                "fine_tune_learning_rate": o["fine_tune_learning_rate"],
+                "schedule": o.get("schedule", "constant"),
+                "layerwise_lr_decay": o.get("layerwise_lr_decay")}
 
     # -- checkpoints -----------------------------------------------------
     def save(self, phase, *, phase_epochs_done=None, optimizer=None, label="", status=None,
