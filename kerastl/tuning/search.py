@@ -263,11 +263,15 @@ def search(train, val=None, *, backbones: Sequence[str] = ("efficientnet_lite0",
                      hyperparameters=hyperparameters, factor=factor,
                      hyperband_iterations=hyperband_iterations)
     data_dir = project_dir / "isolated_data" if isolate_trials else None
+    role = _role()
+    if role == "worker" and overwrite:
+        log.warning("Ignoring overwrite=True on worker %s: only the chief may clear the "
+                    "project.", os.environ.get("KERASTUNER_TUNER_ID"))
+        overwrite = False
     ktuner = KerastlTuner(oracle, hypermodel, isolate_trials=isolate_trials, data_dir=data_dir,
                           trial_callback=on_trial_end, directory=str(directory),
                           project_name=project_name, overwrite=overwrite,
                           executions_per_trial=executions_per_trial)
-    role = _role()
     if isolate_trials and role != "chief":
         from kerastl.tuning.isolate import save_datasets
 

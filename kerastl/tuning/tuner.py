@@ -22,7 +22,6 @@ import json
 import logging
 import os
 import pathlib
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -248,8 +247,3 @@ def serve_chief(oracle, *, poll_seconds: float = 0.5, ip: str | None = None,
             time.sleep(poll_seconds)
     finally:
         server.stop(grace=1)
-
-
-def remove_project(path: str | os.PathLike) -> None:
-    """Delete a search project folder (``overwrite=True``)."""
-    shutil.rmtree(path, ignore_errors=True)
