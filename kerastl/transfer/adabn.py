@@ -91,6 +91,13 @@ def adapt_batchnorm(model: keras.Model, target_data, *, max_batches: int | None 
     the BN scale/offset, not any other weight. Dropout and augmentation stay
     off. Use batches of at least 32 images so per-batch statistics are stable.
 
+    The layers after the BatchNorm layers (e.g. a head) must have been
+    trained on activations normalised with statistics of their own training
+    domain: adapt a model fine-tuned with BatchNorm in training mode, or
+    re-estimate the backbone on the *source* images first, fit the head, then
+    adapt to the target. A head fitted on frozen ImageNet-statistics features
+    gets worse after AdaBN (measured in ``docs/modes.md``).
+
     Args:
         model: a Keras model (a kerastl classifier, a backbone, any model)
             with BatchNormalization layers; adapted in place.
