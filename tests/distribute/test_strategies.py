@@ -185,9 +185,9 @@ def test_mirrored_on_two_logical_cpus_matches_one_device(single_device, tmp_path
 
 
 def _assert_trained(final, initial):
-    """Head and unfrozen top moved well beyond the comparison tolerance."""
+    """The unfrozen top conv and the head moved well beyond the comparison tolerance."""
     moved = [float(np.max(np.abs(a - b))) for a, b in zip(final, initial, strict=True)]
-    assert sum(m > 100 * ATOL for m in moved) >= 4, moved
+    assert sum(m > 100 * ATOL for m in moved) >= 3, moved  # top conv, head kernel, bias
 
 
 def _free_port():

@@ -135,7 +135,7 @@ def test_fine_tune_resumes_in_phase_and_matches_an_uninterrupted_run(tmp_path):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
     moved = [np.max(np.abs(a - b)) for a, b in zip(
         resumed.model.get_weights(), _initial_weights(), strict=True)]
-    assert sum(m > 1e-3 for m in moved) >= 4  # training really changed the model
+    assert sum(m > 1e-3 for m in moved) >= 3  # top conv, head kernel and bias trained
     # Unfrozen state restored: the same layers are trainable in both.
     assert ([w.path for w in resumed.model.trainable_weights]
             == [w.path for w in reference.model.trainable_weights])
