@@ -10,7 +10,7 @@ validation accuracy of each, and the speed-up from the second epoch on
 accuracy within 0.5 pp.
 
 Usage:
-    python benchmarks/feature_cache.py [--quick] [--epochs 6] [--image-size 96]
+    python benchmarks/feature_cache.py [--quick] [--epochs 15] [--image-size 96]
 """
 
 from __future__ import annotations
@@ -52,13 +52,14 @@ def run(splits, *, cache: bool, epochs: int, seed: int) -> dict:
     return {"epoch_times": timer.times, "total": total,
             "extraction": result.timings.get("feature_extraction", 0.0),
             "val_accuracy": result.history["val_accuracy"][-1],
+            "best_val_accuracy": max(result.history["val_accuracy"]),
             "cached": result.cached_features}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small data, 3 epochs (< 2 min)")
-    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--image-size", type=int, default=96)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -81,14 +82,18 @@ def main() -> None:
     later_cached = statistics.median(cached["epoch_times"][1:])
     ratio = later_full / later_cached
     gap_pp = 100 * abs(full["val_accuracy"] - cached["val_accuracy"])
+    best_gap_pp = 100 * abs(full["best_val_accuracy"] - cached["best_val_accuracy"])
     print(f"{'':<22}{'no cache':>12}{'cached':>12}")
     for i, (a, b) in enumerate(zip(full["epoch_times"], cached["epoch_times"]), start=1):
         print(f"epoch {i} time (s){'':<8}{a:>12.3f}{b:>12.3f}")
     print(f"feature extraction (s){'':<0}{'-':>12}{cached['extraction']:>12.2f}")
     print(f"phase 1 total (s){'':<5}{full['total']:>12.2f}{cached['total']:>12.2f}")
     print(f"val accuracy{'':<10}{full['val_accuracy']:>12.4f}{cached['val_accuracy']:>12.4f}")
+    print(f"best val accuracy{'':<5}{full['best_val_accuracy']:>12.4f}"
+          f"{cached['best_val_accuracy']:>12.4f}")
     print(f"median epoch time from epoch 2: {later_full:.3f} s vs {later_cached:.3f} s; "
-          f"val accuracy gap {gap_pp:.2f} pp (target <= 0.5 pp)")
+          f"val accuracy gap: final epoch {gap_pp:.2f} pp, best epoch {best_gap_pp:.2f} pp "
+          "(target <= 0.5 pp; the two runs see batches in different orders)")
     print(f"result: feature_cache {ratio:.1f} (target 10)")
 
 
