@@ -241,7 +241,7 @@ class TwoPhases:
             opt = self._optimizer(target, learning_rate, train, phase)
             kwargs = {} if self.o["jit_compile"] is None else {"jit_compile": self.o["jit_compile"]}
             target.compile(optimizer=opt, loss=self.loss,
-                           metrics=fresh_metrics(self.metrics) if self.strategy else self.metrics,
+                           metrics=fresh_metrics(self.metrics),  # one compile, one set
                            **kwargs)
 
     def _optimizer(self, target, learning_rate, train, phase):
