@@ -10,6 +10,15 @@ from kerastl.backbones.builder import build_backbone
 from kerastl.errors import UserInputError
 
 
+def _scope(strategy):
+    """The scope of ``strategy`` (a Strategy or a name for ``get_strategy``)."""
+    if isinstance(strategy, str):
+        from kerastl.distribute import get_strategy
+
+        strategy = get_strategy(strategy)
+    return strategy.scope()
+
+
 def _resolve_backbone(backbone) -> keras.Model:
     if isinstance(backbone, str):
         return build_backbone(backbone)
@@ -43,7 +52,7 @@ def _features(backbone: keras.Model, dropout: float, hidden_units: Sequence[int]
 
 def build_classifier(backbone, num_classes: int, *, dropout: float = 0.2,
                      hidden_units: Sequence[int] = (), multilabel: bool = False,
-                     name: str | None = None) -> keras.Model:
+                     name: str | None = None, strategy=None) -> keras.Model:
     """An image classifier: backbone -> (dropout, hidden layers) -> probabilities.
 
     Args:
@@ -54,6 +63,9 @@ def build_classifier(backbone, num_classes: int, *, dropout: float = 0.2,
         hidden_units: sizes of optional hidden ReLU layers.
         multilabel: sigmoid outputs (independent labels) instead of softmax.
         name: model name; default ``"<backbone>_classifier"``.
+        strategy: a ``tf.distribute.Strategy`` or a name for
+            :func:`kerastl.distribute.get_strategy`; the model's variables are
+            created in its scope (with a backbone *name*, the backbone too).
 
     Returns:
         A ``keras.Model`` from raw ``[0, 255]`` RGB to class probabilities
@@ -66,6 +78,10 @@ def build_classifier(backbone, num_classes: int, *, dropout: float = 0.2,
             "A softmax classifier needs num_classes >= 2 (use 2 for a binary problem, or "
             "multilabel=True for independent sigmoid outputs). Received: num_classes=1"
         )
+    if strategy is not None:
+        with _scope(strategy):
+            return build_classifier(backbone, num_classes, dropout=dropout,
+                                    hidden_units=hidden_units, multilabel=multilabel, name=name)
     backbone = _resolve_backbone(backbone)
     inputs, x = _features(backbone, dropout, tuple(hidden_units))
     outputs = keras.layers.Dense(
@@ -76,10 +92,18 @@ def build_classifier(backbone, num_classes: int, *, dropout: float = 0.2,
 
 
 def build_regressor(backbone, num_outputs: int = 1, *, dropout: float = 0.2,
-                    hidden_units: Sequence[int] = (), name: str | None = None) -> keras.Model:
-    """A regressor: backbone -> (dropout, hidden layers) -> ``num_outputs`` linear outputs."""
+                    hidden_units: Sequence[int] = (), name: str | None = None,
+                    strategy=None) -> keras.Model:
+    """A regressor: backbone -> (dropout, hidden layers) -> ``num_outputs`` linear outputs.
+
+    ``strategy`` works as in :func:`build_classifier`.
+    """
     if isinstance(num_outputs, bool) or not isinstance(num_outputs, int) or num_outputs < 1:
         raise UserInputError(f"num_outputs must be a positive int. Received: {num_outputs!r}")
+    if strategy is not None:
+        with _scope(strategy):
+            return build_regressor(backbone, num_outputs, dropout=dropout,
+                                   hidden_units=hidden_units, name=name)
     backbone = _resolve_backbone(backbone)
     inputs, x = _features(backbone, dropout, tuple(hidden_units))
     outputs = keras.layers.Dense(num_outputs, dtype="float32", name="predictions")(x)

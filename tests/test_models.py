@@ -45,3 +45,16 @@ def test_model_argument_errors():
         ktl.build_classifier(backbone, 3, dropout=1.5)
     with pytest.raises(ValueError, match="backbone must be a registry name"):
         ktl.build_classifier(42, 3)
+
+
+def test_builders_create_variables_in_the_strategy_scope():
+    import tensorflow as tf
+
+    strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
+    model = ktl.build_classifier(ktl.build_backbone("mobilenet_v2", weights=None, image_size=32),
+                                 3, strategy=strategy)
+    head = model.get_layer("predictions").kernel
+    assert strategy.extended.variable_created_in_scope(head.value)
+    reg = ktl.build_regressor(ktl.build_backbone("mobilenet_v2", weights=None, image_size=32),
+                              strategy="cpu")
+    assert reg.output_shape == (None, 1)
