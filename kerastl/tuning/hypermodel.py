@@ -103,7 +103,8 @@ class TransferHyperModel(kt.HyperModel):
                  backbones: Sequence[str] = ("efficientnet_lite0",), weights="imagenet",
                  space: Mapping | None = None, fixed: Mapping | None = None,
                  head_epoch_fraction: float = 0.3, patience: int | None = 3,
-                 seed: int | None = None, verbose=0, name: str | None = None):
+                 seed: int | None = None, verbose=0, name: str | None = None,
+                 strategy=None):
         super().__init__(name=name, tunable=True)
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
             raise UserInputError(f"num_classes must be an int >= 2. Received: {num_classes!r}")
@@ -141,6 +142,9 @@ class TransferHyperModel(kt.HyperModel):
         self.patience = patience
         self.seed = seed
         self.verbose = verbose
+        # A name for kerastl.distribute.get_strategy (picklable for isolated
+        # trials) or a tf.distribute.Strategy; None trains without distribution.
+        self.strategy = strategy
         self.definitions = {name: self._definition(name) for name in HYPERPARAMETERS}
 
     # -- search space -------------------------------------------------------
@@ -272,6 +276,7 @@ class TransferHyperModel(kt.HyperModel):
             optimizer=v["optimizer"],
             label_smoothing=float(v["label_smoothing"]), patience=self.patience,
             verbose=self.verbose if verbose is None else verbose,
+            **({"strategy": self.strategy} if self.strategy is not None else {}),
         )
         metrics = {k: float(val_) for k, val_ in result.best_val_metrics.items()
                    if k not in ("epoch", "phase", "learning_rate")

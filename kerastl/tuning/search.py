@@ -169,7 +169,7 @@ def search(train, val=None, *, backbones: Sequence[str] = ("efficientnet_lite0",
            space: Mapping | None = None, hyperparameters: kt.HyperParameters | None = None,
            factor: int = 3, hyperband_iterations: int = 1, callbacks: list | None = None,
            on_trial_end: Callable[[dict], None] | None = None, plots: bool = True,
-           verbose=0) -> SearchResult:
+           verbose=0, strategy=None) -> SearchResult:
     """Search backbones, head, learning rates and unfreeze depth with KerasTuner.
 
     Each trial builds a :class:`TransferHyperModel` model and runs the two-phase
@@ -215,6 +215,9 @@ def search(train, val=None, *, backbones: Sequence[str] = ("efficientnet_lite0",
             ``{"trial_id", "status", "trials_run"}``.
         plots: write the PNG plots.
         verbose: Keras and KerasTuner verbosity (0 silent).
+        strategy: distribution strategy for every trial's ``fine_tune`` (a name
+            for :func:`kerastl.distribute.get_strategy`, or a strategy; a name
+            also works with ``isolate_trials``). Default: none.
 
     Returns:
         A :class:`SearchResult`.
@@ -250,7 +253,8 @@ def search(train, val=None, *, backbones: Sequence[str] = ("efficientnet_lite0",
             raise UserInputError("The images' size is not static in train; pass image_size=.")
         hypermodel = TransferHyperModel(
             num_classes or _infer_num_classes(train, val), image_size, backbones=backbones,
-            weights=weights, space=space, fixed=fixed, seed=seed, verbose=verbose)
+            weights=weights, space=space, fixed=fixed, seed=seed, verbose=verbose,
+            strategy=strategy)
     elif not isinstance(hypermodel, kt.HyperModel):
         raise UserInputError("hypermodel must be a keras_tuner.HyperModel (e.g. "
                              f"TransferHyperModel). Received: {type(hypermodel).__name__}")

@@ -99,3 +99,16 @@ def test_epoch_split_between_phases():
     assert hm.split_epochs(9, initial_epoch=3) == (0, 6)  # Hyperband continuation
     with pytest.raises(ValueError, match="epochs must exceed initial_epoch"):
         hm.split_epochs(3, initial_epoch=3)
+
+
+def test_trials_can_train_under_a_strategy():
+    from tuning_helpers import tiny_datasets
+
+    train, val = tiny_datasets()
+    hm = _hm(strategy="cpu")
+    hp = kt.HyperParameters()
+    model = hm.build(hp)
+    metrics = hm.fit(hp, model, train, validation_data=val, epochs=2)
+    assert {"val_accuracy", "val_loss"} <= set(metrics)
+    assert 0.0 <= metrics["val_accuracy"] <= 1.0
+    assert inspect.signature(ktl.tuning.search).parameters["strategy"].default is None
