@@ -131,7 +131,10 @@ def train_and_report(splits, *, backbone: str, output: str | os.PathLike, weight
         report["files"] = {}
         return report
     model_path = save_model_atomically(result.model, output / MODEL_FILE)
-    files = {"model": model_path, "report": output / "report.json"}
+    # labels.txt next to model.keras: `kerastl export` / `predict` pick it up.
+    labels_path = output / "labels.txt"
+    labels_path.write_text("".join(f"{name}\n" for name in splits.class_names))
+    files = {"model": model_path, "labels": labels_path, "report": output / "report.json"}
     files["curves"] = plot_history(result.history, output / "curves.png",
                                    title=f"{backbone}: training curves")
     if evaluation_split:

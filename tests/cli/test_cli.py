@@ -75,6 +75,7 @@ def test_train_writes_model_report_and_plots(tmp_path, capsys):
     assert main(args) == 0
     for name in ("model.keras", "report.json", "curves.png", "confusion_matrix.png"):
         assert (out / name).stat().st_size > 0, name
+    assert (out / "labels.txt").read_text().split() == ["cat", "dog"]
     report = json.loads((out / "report.json").read_text())
     assert report["class_names"] == ["cat", "dog"]
     assert report["history"]["phase"][:2] == [1, 1]
