@@ -65,6 +65,16 @@ def save_model_atomically(model: keras.Model, path: str | os.PathLike) -> pathli
     return path
 
 
+def save_model_and_labels(model: keras.Model, class_names, output: pathlib.Path) -> dict:
+    """Save ``model.keras`` atomically and ``labels.txt`` beside it.
+
+    ``kerastl export`` and ``kerastl predict`` read ``labels.txt`` to name the classes.
+    """
+    labels = output / "labels.txt"
+    labels.write_text("".join(f"{name}\n" for name in class_names))
+    return {"model": save_model_atomically(model, output / MODEL_FILE), "labels": labels}
+
+
 def train_and_report(splits, *, backbone: str, output: str | os.PathLike, weights="imagenet",
                      head_epochs: int = 3, epochs: int = 10, learning_rate: float = 1e-3,
                      fine_tune_learning_rate: float = 1e-4, unfreeze: dict | None = None,
@@ -130,11 +140,8 @@ def train_and_report(splits, *, backbone: str, output: str | os.PathLike, weight
         report["timings"] = dict(result.timings, total=time.perf_counter() - started)
         report["files"] = {}
         return report
-    model_path = save_model_atomically(result.model, output / MODEL_FILE)
-    # labels.txt next to model.keras: `kerastl export` / `predict` pick it up.
-    labels_path = output / "labels.txt"
-    labels_path.write_text("".join(f"{name}\n" for name in splits.class_names))
-    files = {"model": model_path, "labels": labels_path, "report": output / "report.json"}
+    files = save_model_and_labels(result.model, splits.class_names, output)
+    files["report"] = output / "report.json"
     files["curves"] = plot_history(result.history, output / "curves.png",
                                    title=f"{backbone}: training curves")
     if evaluation_split:

@@ -87,7 +87,7 @@ def feature_extraction_and_report(splits, *, backbone: str, output: str | os.Pat
     from kerastl.backbones.builder import build_backbone
     from kerastl.reports.plots import plot_confusion_matrix
     from kerastl.reports.report import classification_metrics, environment, write_json
-    from kerastl.training.run import MODEL_FILE, prepare_output, save_model_atomically
+    from kerastl.training.run import prepare_output, save_model_and_labels
     from kerastl.transfer.features import extract_features
     from kerastl.transfer.linear import fit_linear_head, linear_head_model
 
@@ -130,8 +130,8 @@ def feature_extraction_and_report(splits, *, backbone: str, output: str | os.Pat
         probs = model.get_layer("predictions")(feats).numpy()
         report[f"{split_name}_metrics"] = classification_metrics(probs, y, splits.class_names)
         evaluation_split = split_name
-    files = {"model": save_model_atomically(model, output / MODEL_FILE),
-             "report": output / "report.json"}
+    files = save_model_and_labels(model, splits.class_names, output)
+    files["report"] = output / "report.json"
     if evaluation_split:
         files["confusion_matrix"] = plot_confusion_matrix(
             report[f"{evaluation_split}_metrics"]["confusion_matrix"], splits.class_names,
