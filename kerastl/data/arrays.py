@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from kerastl.data import augment as augment_lib
 from kerastl.data import decode, pipeline
-from kerastl.data.splits import Splits, check_fraction, stratified_split
+from kerastl.data.splits import Splits, check_source_options, stratified_split
 from kerastl.errors import DataError, UserInputError
 
 # Arrays up to this size go into the graph as constants; larger ones stream
@@ -125,11 +125,7 @@ def from_arrays(x, y, *, image_size, batch_size: int = 32, validation_split: flo
     y, class_names = _check_labels(y, x.shape[0], class_names)
     if x.shape[0] == 0:
         raise DataError("from_arrays: no examples (x is empty).")
-    size = decode.check_image_size(image_size)
-    decode.check_resize_mode(resize)
-    fraction = check_fraction(validation_split)
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise UserInputError(f"batch_size must be a positive int. Received: {batch_size!r}")
+    size, fraction = check_source_options(image_size, resize, validation_split, batch_size)
     augment, model_augmentation = augment_lib.place_augmentation(augment, augment_on, seed)
     train_idx, val_idx = stratified_split(y.tolist(), fraction, seed)
     datasets, counts = {"val": None}, {}

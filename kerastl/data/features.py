@@ -13,6 +13,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from kerastl.data.splits import check_batch_size
 from kerastl.errors import DataError, UserInputError
 
 # Feature arrays larger than this stream from Python instead of becoming a
@@ -91,8 +92,7 @@ def features_dataset(features: np.ndarray, labels: np.ndarray, *, batch_size: in
             "features_dataset needs non-empty features and labels of the same length. "
             f"Received features {features.shape} and labels {labels.shape}."
         )
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise UserInputError(f"batch_size must be a positive int. Received: {batch_size!r}")
+    check_batch_size(batch_size)
     if features.nbytes + labels.nbytes <= _MAX_CONSTANT_BYTES:
         ds = tf.data.Dataset.from_tensor_slices((features, labels))
         if shuffle:

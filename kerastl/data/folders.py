@@ -10,7 +10,7 @@ import numpy as np
 from kerastl.data import augment as augment_lib
 from kerastl.data import decode, pipeline, validate
 from kerastl.data.labels_csv import read_labels_csv
-from kerastl.data.splits import Splits, check_fraction, stratified_split
+from kerastl.data.splits import Splits, check_source_options, stratified_split
 from kerastl.errors import DataError, UserInputError
 
 log = logging.getLogger(__name__)
@@ -172,11 +172,7 @@ def image_folder(path: str | os.PathLike, *, image_size, batch_size: int = 32,
     root = os.fspath(path)
     if not os.path.isdir(root):
         raise UserInputError(f"Image folder not found or not a folder: {root!r}")
-    size = decode.check_image_size(image_size)
-    decode.check_resize_mode(resize)
-    fraction = check_fraction(validation_split)
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise UserInputError(f"batch_size must be a positive int. Received: {batch_size!r}")
+    size, fraction = check_source_options(image_size, resize, validation_split, batch_size)
     augment, model_augmentation = augment_lib.place_augmentation(augment, augment_on, seed)
 
     skipped: list[tuple[str, str]] = []

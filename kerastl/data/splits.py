@@ -59,6 +59,24 @@ class Splits:
         return len(self.class_names)
 
 
+def check_batch_size(batch_size) -> int:
+    """``batch_size`` if it is a positive int, else one clear error."""
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise UserInputError(f"batch_size must be a positive int. Received: {batch_size!r}")
+    return batch_size
+
+
+def check_source_options(image_size, resize: str, validation_split: float, batch_size):
+    """The checks every image source shares; returns ``(size, validation fraction)``."""
+    from kerastl.data import decode
+
+    size = decode.check_image_size(image_size)
+    decode.check_resize_mode(resize)
+    fraction = check_fraction(validation_split)
+    check_batch_size(batch_size)
+    return size, fraction
+
+
 def check_fraction(validation_split: float) -> float:
     """Return ``validation_split`` as a float in ``[0, 1)`` or raise a clear error."""
     try:

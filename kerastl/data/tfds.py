@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from kerastl.data import augment as augment_lib
 from kerastl.data import decode, pipeline
-from kerastl.data.splits import Splits, check_fraction, stratified_split
+from kerastl.data.splits import Splits, check_source_options, stratified_split
 from kerastl.errors import DataError, UserInputError, close_matches, require
 
 log = logging.getLogger(__name__)
@@ -140,11 +140,7 @@ def from_tfds(name, *, image_size, batch_size: int = 32, data_dir: str | None = 
             offline (the message says how to provide it).
     """
     tfds = require("tensorflow_datasets", "tfds", "from_tfds")
-    size = decode.check_image_size(image_size)
-    decode.check_resize_mode(resize)
-    fraction = check_fraction(validation_split)
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise UserInputError(f"batch_size must be a positive int. Received: {batch_size!r}")
+    size, fraction = check_source_options(image_size, resize, validation_split, batch_size)
     if isinstance(split, str):
         split = (split,)
     wanted = list(split) + [None] * (3 - len(split))
