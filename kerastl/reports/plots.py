@@ -16,6 +16,14 @@ def _pyplot():
     return plt
 
 
+def _save(fig, path) -> str:
+    """Lay out, write the PNG and free the figure; returns the path."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    _pyplot().close(fig)
+    return os.fspath(path)
+
+
 def plot_history(history: dict[str, list], path: str | os.PathLike, *,
                  title: str = "Training curves") -> str:
     """Loss and metric curves by epoch, with the fine-tuning phase shaded.
@@ -48,10 +56,7 @@ def plot_history(history: dict[str, list], path: str | os.PathLike, *,
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return os.fspath(path)
+    return _save(fig, path)
 
 
 def plot_confusion_matrix(matrix: np.ndarray, class_names: list[str],
@@ -76,10 +81,7 @@ def plot_confusion_matrix(matrix: np.ndarray, class_names: list[str],
                         color="white" if norm[i, j] > 0.5 else "black")
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="fraction of true class")
     ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return os.fspath(path)
+    return _save(fig, path)
 
 
 def plot_lr_find(result, path: str | os.PathLike, *, title: str = "Learning-rate finder") -> str:
@@ -114,10 +116,7 @@ def plot_lr_find(result, path: str | os.PathLike, *, title: str = "Learning-rate
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
     ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return os.fspath(path)
+    return _save(fig, path)
 
 
 def most_confident_errors(probabilities: np.ndarray, labels: np.ndarray, *,
@@ -173,7 +172,4 @@ def plot_errors(images: np.ndarray, probabilities: np.ndarray, labels: np.ndarra
         ax.set_title(f"true: {class_names[int(labels[i])]}\npred: {class_names[predicted]} "
                      f"({p[predicted]:.2f})", fontsize=8)
     fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return os.fspath(path), indices
+    return _save(fig, path), indices
