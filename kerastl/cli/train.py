@@ -79,6 +79,10 @@ def add_parser(subparsers) -> None:
     p.add_argument("--features-cache", default=None, metavar="DIR",
                    help="feature-extraction mode: cache backbone features in DIR")
     p.add_argument("--seed", type=int, default=DEFAULTS["seed"])
+    p.add_argument("--deterministic", action="store_true",
+                   help="bit-reproducible run: deterministic TF ops and data order "
+                        "(slower; with --backup-dir a resumed run then equals an "
+                        "uninterrupted one)")
     p.add_argument("--output", default=None,
                    help="output folder (default: runs/<backbone>, next free name)")
     p.add_argument("--overwrite", action="store_true",
@@ -114,6 +118,7 @@ def run(args) -> int:
     if not data_dir.is_dir():
         raise UserInputError(f"DATA_DIR {data_dir} is not a folder")
     import keras
+    import tensorflow as tf
 
     import kerastl as ktl
     from kerastl.training.run import next_free_dir
@@ -122,6 +127,8 @@ def run(args) -> int:
     weights = None if str(args.weights).lower() == "none" else args.weights
     size = args.image_size or spec.default_image_size
     keras.utils.set_random_seed(args.seed)
+    if args.deterministic:
+        tf.config.experimental.enable_op_determinism()
     strategy, batch_size = None, args.batch_size
     if args.strategy:
         strategy = ktl.distribute.get_strategy(args.strategy)
@@ -131,7 +138,7 @@ def run(args) -> int:
                              "image is seen once); leave it out or use --mode fine-tune")
     splits = ktl.data.image_folder(data_dir, image_size=(size, size), batch_size=batch_size,
                                    validation_split=args.validation_split, seed=args.seed,
-                                   augment=args.augment)
+                                   augment=args.augment, deterministic=args.deterministic)
     safe_name = re.sub(r"[^A-Za-z0-9_.-]+", "_", spec.name.removeprefix("hub:")).strip("_")
     output = args.output or next_free_dir(f"runs/{safe_name or 'hub'}")
     config = {k: (str(v) if isinstance(v, pathlib.Path) else v)

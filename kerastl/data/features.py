@@ -13,6 +13,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from kerastl.data.pipeline import keep_pass_counter, reshuffled
 from kerastl.data.splits import check_batch_size
 from kerastl.errors import DataError, UserInputError
 
@@ -96,8 +97,8 @@ def features_dataset(features: np.ndarray, labels: np.ndarray, *, batch_size: in
     if features.nbytes + labels.nbytes <= _MAX_CONSTANT_BYTES:
         ds = tf.data.Dataset.from_tensor_slices((features, labels))
         if shuffle:
-            ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
-        ds = ds.batch(batch_size)
+            ds = reshuffled(ds, buffer_size=n, seed=seed, cardinality=n)
+        ds = keep_pass_counter(ds.batch(batch_size), ds)
     else:
         rng = np.random.default_rng(seed)
 
@@ -111,4 +112,4 @@ def features_dataset(features: np.ndarray, labels: np.ndarray, *, batch_size: in
                      tf.TensorSpec((None,) + labels.shape[1:], tf.as_dtype(labels.dtype)))
         ds = tf.data.Dataset.from_generator(batches, output_signature=signature)
         ds = ds.apply(tf.data.experimental.assert_cardinality(math.ceil(n / batch_size)))
-    return ds.prefetch(tf.data.AUTOTUNE)
+    return keep_pass_counter(ds.prefetch(tf.data.AUTOTUNE), ds)

@@ -21,6 +21,63 @@ AUTO_CACHE_BYTES = 2 * 1024**3
 SHUFFLE_BUFFER = 2048
 
 
+def reshuffled(ds: tf.data.Dataset, *, buffer_size: int, seed: int | None,
+               cardinality: int | None = None) -> tf.data.Dataset:
+    """``ds.shuffle(...)`` with a new order each pass, keyed by a pass counter that can be set.
+
+    The order of pass ``k`` depends only on ``(seed, k)``. The counter counts
+    passes that really read data (an iterator created and never read does not
+    count) and is exposed through :func:`pass_counter`, so a resumed run sets
+    it from its checkpoint and its next epoch sees the order the uninterrupted
+    run would have seen, instead of starting the sequence of orders again.
+
+    Args:
+        ds: the (cached) dataset to shuffle, elements not batched.
+        buffer_size: shuffle buffer.
+        seed: base seed; ``None`` draws one from NumPy's global generator
+            (seeded by ``keras.utils.set_random_seed``).
+        cardinality: number of elements, kept on the result when given.
+    """
+    if tf.distribute.has_strategy():
+        # Inside a strategy scope a variable would be mirrored: keep the plain
+        # reshuffle (its order sequence restarts after a restart).
+        return ds.shuffle(buffer_size, seed=seed, reshuffle_each_iteration=True)
+    base = int(np.random.randint(0, 2**31 - 1)) if seed is None else int(seed)
+    with tf.init_scope(), tf.device("/cpu:0"):
+        counter = tf.Variable(0, dtype=tf.int64, trainable=False, name="kerastl_data_passes")
+
+    def next_pass(_):
+        return counter.assign_add(1) - 1
+
+    def one_pass(k):
+        # A different stream per pass: (base, k) -> one 63-bit seed.
+        pass_seed = (tf.constant(base, tf.int64) * 1_000_003 + k) % (2**63 - 1)
+        return ds.shuffle(buffer_size, seed=pass_seed, reshuffle_each_iteration=False)
+
+    out = tf.data.Dataset.from_tensors(tf.constant(0, tf.int64)).map(next_pass).flat_map(one_pass)
+    if cardinality is not None and cardinality >= 0:
+        out = out.apply(tf.data.experimental.assert_cardinality(cardinality))
+    out._kerastl_pass_counter = counter
+    return out
+
+
+def pass_counter(dataset) -> tf.Variable | None:
+    """The pass counter of a kerastl training dataset (see :func:`reshuffled`), or ``None``.
+
+    ``None`` for user-built pipelines and for kerastl datasets transformed
+    further, whose order then starts its sequence again after a restart.
+    """
+    return getattr(dataset, "_kerastl_pass_counter", None)
+
+
+def keep_pass_counter(result: tf.data.Dataset, source: tf.data.Dataset) -> tf.data.Dataset:
+    """Carry ``source``'s pass counter over to ``result`` (a dataset built on top of it)."""
+    counter = pass_counter(source)
+    if counter is not None:
+        result._kerastl_pass_counter = counter
+    return result
+
+
 def fingerprint(*parts) -> str:
     """A short hash naming an on-disk cache, so a changed source never reads a stale one."""
     digest = hashlib.sha1()
@@ -85,9 +142,10 @@ def finish(ds: tf.data.Dataset, *, num_examples: int, image_size: tuple[int, int
     cache_to = resolve_cache(cache, num_examples, image_size, resize, split, source_id)
     if cache_to is not None:
         ds = ds.cache(cache_to)
+    shuffled = None
     if training and shuffle:
-        ds = ds.shuffle(min(max(num_examples, 1), SHUFFLE_BUFFER), seed=seed,
-                        reshuffle_each_iteration=True)
+        ds = shuffled = reshuffled(ds, buffer_size=min(max(num_examples, 1), SHUFFLE_BUFFER),
+                                   seed=seed, cardinality=int(ds.cardinality()))
     if resize == "random_crop":
         # After the cache, per image: a new random window every epoch in
         # training (Keras RandomCrop keeps its seed state across epochs), the
@@ -116,7 +174,10 @@ def finish(ds: tf.data.Dataset, *, num_examples: int, image_size: tuple[int, int
     augmented = augmented or (training and resize == "random_crop")
     # ``deterministic`` is passed to our own parallel maps only: a global
     # tf.data option would also reorder upstream sources (e.g. TFDS readers).
-    return ds.prefetch(tf.data.AUTOTUNE), augmented
+    ds = ds.prefetch(tf.data.AUTOTUNE)
+    if shuffled is not None:
+        ds = keep_pass_counter(ds, shuffled)
+    return ds, augmented
 
 
 def files_dataset(paths: list[str], inline: list[bytes], labels: np.ndarray, *,

@@ -17,6 +17,7 @@ import time
 import keras
 
 from kerastl import distribute
+from kerastl.data.pipeline import pass_counter
 from kerastl.errors import UserInputError
 from kerastl.freezing import find_backbone, freeze
 from kerastl.freezing import unfreeze as unfreeze_model
@@ -138,6 +139,11 @@ class TwoPhases:
         self.stopper: _ResumableEarlyStopping | None = None
         self.cached = False
         self.phase1_epochs = 0
+        # Datasets whose per-epoch order is keyed by a pass counter
+        # (kerastl.data.pipeline.reshuffled): "train", and "features" in a
+        # cached phase 1. Saved with each checkpoint, set again on resume.
+        self.datasets = {"train": train}
+        self.resume_passes: dict[str, int] = {}
         with self._scope():
             loss, metrics = self.o["loss"], self.o["metrics"]
             if loss is None:
@@ -181,11 +187,24 @@ class TwoPhases:
                  "best": {"value": self.best.best if self.best.best_epoch is not None else None,
                           "epoch": self.best.best_epoch, "logs": self.best.best_logs},
                  "early_stopping": ({"wait": self.stopper.wait, "best": self.stopper.best}
-                                    if self.stopper is not None else {})}
+                                    if self.stopper is not None else {}),
+                 "data_passes": self._data_passes()}
         arrays = {"model": self.model.get_weights(), "optimizer": optimizer_arrays(optimizer),
                   "best": self.best._weights,
                   "rng": [keras.ops.convert_to_numpy(v) for v in _rng_states(self.model)]}
         self.ckpt.save(state, arrays, label=label or state["status"])
+
+    def _data_passes(self) -> dict[str, int]:
+        counters = {key: pass_counter(ds) for key, ds in self.datasets.items()}
+        return {key: int(c.numpy()) for key, c in counters.items() if c is not None}
+
+    def _replay_order(self, dataset) -> None:
+        """First fit on ``dataset`` after a resume: continue its order where the checkpoint was."""
+        for key, ds in self.datasets.items():
+            if ds is dataset and key in self.resume_passes:
+                counter = pass_counter(ds)
+                if counter is not None:
+                    counter.assign(self.resume_passes.pop(key))
 
     def _resume(self):
         found = self.ckpt.latest() if self.ckpt is not None else None
@@ -198,6 +217,7 @@ class TwoPhases:
         self.rows[:] = s["history"]
         self.phase1_epochs = s["phase1_epochs"]
         self.cached = s["cached_features"]
+        self.resume_passes = dict(s.get("data_passes", {}))
         if s["best"]["epoch"] is not None:
             self.best.best = s["best"]["value"]
             self.best.best_epoch = s["best"]["epoch"]
@@ -269,6 +289,7 @@ class TwoPhases:
                                   found.arrays["optimizer"])
 
     def fit(self, target, train, val, initial_epoch, epochs, callbacks):
+        self._replay_order(train)
         if self.o["loop"] == "custom":
             from kerastl.training.distributed import StrategyTrainer
 
@@ -351,6 +372,7 @@ class TwoPhases:
         self.timings["feature_extraction"] = time.perf_counter() - t0
         train_ds = features_dataset(f_train, y_train, batch_size=_batch_size(self.train),
                                     shuffle=True, seed=1337)
+        self.datasets["features"] = train_ds
         return train_ds, val_ds
 
     def phase2(self, found):
