@@ -50,8 +50,12 @@ def reshuffled(ds: tf.data.Dataset, *, buffer_size: int, seed: int | None,
         return counter.assign_add(1) - 1
 
     def one_pass(k):
-        # A different stream per pass: (base, k) -> one 63-bit seed.
-        pass_seed = (tf.constant(base, tf.int64) * 1_000_003 + k) % (2**63 - 1)
+        # The order depends on (base, k) only, not on the global seed: the
+        # function's graph gets no global seed, so TF pairs its fixed default
+        # with this per-pass op seed (a global seed of 0 would also make TF
+        # compare the seed tensor in Python and fail).
+        tf.compat.v1.get_default_graph().seed = None
+        pass_seed = (tf.constant(base, tf.int64) * 1_000_003 + k) % (2**31 - 1)
         return ds.shuffle(buffer_size, seed=pass_seed, reshuffle_each_iteration=False)
 
     out = tf.data.Dataset.from_tensors(tf.constant(0, tf.int64)).map(next_pass).flat_map(one_pass)

@@ -71,3 +71,14 @@ def test_seed_none_still_gives_a_valid_permutation(seed):
     ds = reshuffled(tf.data.Dataset.range(16), buffer_size=16, seed=seed, cardinality=16)
     assert sorted(ds.as_numpy_iterator()) == list(range(16))
     assert int(ds.cardinality()) == 16
+
+
+def test_order_depends_on_the_seed_and_pass_only_even_with_global_seed_zero():
+    # A global seed of 0 made TF compare the per-pass seed tensor in Python (demo crash).
+    orders = []
+    for global_seed in (0, 123):
+        tf.random.set_seed(global_seed)
+        ds = reshuffled(tf.data.Dataset.range(12), buffer_size=12, seed=3, cardinality=12)
+        orders.append([list(ds.as_numpy_iterator()) for _ in range(2)])
+    assert orders[0] == orders[1]
+    assert orders[0][0] != orders[0][1]
