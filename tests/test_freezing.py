@@ -1,8 +1,9 @@
+import keras
 import numpy as np
 import pytest
 
 import kerastl as ktl
-from kerastl.freezing import layer_groups
+from kerastl.freezing import find_backbone, layer_groups
 
 
 def _classifier(name="efficientnet_lite0", size=32, weights=None):
@@ -129,3 +130,30 @@ def test_freezing_survives_keras_save_and_load(tmp_path, tiny_images):
     ktl.freeze(loaded)
     assert _trainable_paths(loaded) == {"predictions/kernel", "predictions/bias"}
     assert list(layer_groups(loaded))[-1] == "head"
+
+
+def test_frozen_backbone_dropout_is_off_until_unfrozen(tmp_path):
+    from kerastl.backbones.builder import FrozenDropout
+
+    layer = FrozenDropout(0.5, seed=1)
+    x = np.ones((64, 16), "float32")
+    layer.trainable = False
+    np.testing.assert_array_equal(layer(x, training=True), x)
+    layer.trainable = True
+    dropped = np.asarray(layer(x, training=True))
+    assert 0.3 < (dropped == 0).mean() < 0.7
+    # Every Dropout inside a built backbone (Lite drop-connect) is frozen-aware,
+    # follows freeze/unfreeze, and survives a .keras round trip.
+    model = ktl.build_classifier(
+        ktl.build_backbone("efficientnet_lite0", image_size=32, weights=None), 3)
+    backbone, _ = find_backbone(model)
+    drops = [la for la in backbone._flatten_layers() if isinstance(la, keras.layers.Dropout)]
+    assert len(drops) == 9 and all(type(la) is FrozenDropout for la in drops)
+    ktl.freeze(model)
+    assert not any(la.trainable for la in drops)
+    ktl.unfreeze(model, fraction=1.0)
+    assert all(la.trainable for la in drops)
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras")
+    loaded_backbone, _ = find_backbone(loaded)
+    assert sum(type(la) is FrozenDropout for la in loaded_backbone._flatten_layers()) == 9

@@ -17,6 +17,30 @@ log = logging.getLogger(__name__)
 _POOLING = ("avg", "max", None)
 
 
+@keras.saving.register_keras_serializable(package="kerastl")
+class FrozenDropout(keras.layers.Dropout):
+    """A backbone's Dropout (e.g. EfficientNet's drop-connect) that is off while frozen.
+
+    Keras's BatchNormalization already runs in inference mode when
+    ``trainable=False``; plain Dropout does not, so a frozen backbone would
+    still drop activations during phase 1 -- noise on layers that cannot learn,
+    and a different function from the frozen features that
+    ``cache_features`` extracts. Unfrozen, it is ordinary Dropout.
+    """
+
+    def call(self, inputs, training=False):
+        if not self.trainable:
+            training = False
+        return super().call(inputs, training=training)
+
+
+def _frozen_aware_dropout(model: keras.Model) -> None:
+    """Make every plain Dropout of a backbone a :class:`FrozenDropout` (same weights, config)."""
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if type(layer) is keras.layers.Dropout:
+            layer.__class__ = FrozenDropout
+
+
 def _check_image_size(spec: BackboneSpec, image_size) -> tuple[int, int]:
     if image_size is None:
         return spec.default_image_size, spec.default_image_size
@@ -93,6 +117,7 @@ def build_backbone(name: str, *, weights: str | os.PathLike | None = "imagenet",
         model = _build_lite(spec, int(arg), inputs, x, weights, pooling, include_top)
     else:
         model = _build_keras_app(spec, arg, inputs, x, weights, pooling, include_top)
+    _frozen_aware_dropout(model)
     model.trainable = bool(trainable)
     return model
 
