@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import os
 
 import numpy as np
 import tensorflow as tf
 
+from kerastl.data.arrays import from_arrays
 from kerastl.data.fashion_mnist import CLASS_NAMES, few_shot_indices, load_fashion_mnist
 from kerastl.data.splits import Splits
 from kerastl.training.run import next_free_dir, train_and_report
@@ -37,6 +37,7 @@ class DemoConfig:
     learning_rate: float = 1e-3
     fine_tune_learning_rate: float = 1e-4
     seed: int = 0
+    deterministic: bool = False  # ordered data (benchmarks comparing two runs)
 
     @classmethod
     def quick(cls) -> DemoConfig:
@@ -44,19 +45,12 @@ class DemoConfig:
                    head_epochs=2, epochs=1)
 
 
-def _dataset(x: np.ndarray, y: np.ndarray, size: int, batch_size: int, *, shuffle: bool,
-             seed: int) -> tf.data.Dataset:
-    ds = tf.data.Dataset.from_tensor_slices((x[..., None], y.astype("int32")))
-
-    def to_rgb(images, labels):
-        images = tf.image.grayscale_to_rgb(tf.cast(images, tf.float32))
-        return tf.image.resize(images, (size, size)), labels
-
-    ds = ds.batch(batch_size).map(to_rgb, num_parallel_calls=tf.data.AUTOTUNE).cache()
-    if shuffle:  # (unbatch loses the cardinality Keras needs to count steps)
-        ds = ds.unbatch().shuffle(len(x), seed=seed).batch(batch_size).apply(
-            tf.data.experimental.assert_cardinality(math.ceil(len(x) / batch_size)))
-    return ds.prefetch(tf.data.AUTOTUNE)
+def _dataset(x: np.ndarray, y: np.ndarray, config: DemoConfig, *,
+             shuffle: bool) -> tf.data.Dataset:
+    """One split through kerastl's own array pipeline (greyscale -> RGB, resize, cache)."""
+    return from_arrays(x, y, image_size=config.image_size, batch_size=config.batch_size,
+                       validation_split=0, class_names=CLASS_NAMES, seed=config.seed,
+                       shuffle=shuffle, deterministic=config.deterministic).train
 
 
 def demo_splits(config: DemoConfig) -> Splits:
@@ -66,12 +60,11 @@ def demo_splits(config: DemoConfig) -> Splits:
     val_idx = few_shot_indices(y_train, config.val_per_class, seed=config.seed + 1,
                                exclude=train_idx)
     test_idx = few_shot_indices(y_test, config.test_per_class, seed=config.seed + 2)
-    size, bs = config.image_size, config.batch_size
+    size = config.image_size
     return Splits(
-        train=_dataset(x_train[train_idx], y_train[train_idx], size, bs, shuffle=True,
-                       seed=config.seed),
-        val=_dataset(x_train[val_idx], y_train[val_idx], size, bs, shuffle=False, seed=0),
-        test=_dataset(x_test[test_idx], y_test[test_idx], size, bs, shuffle=False, seed=0),
+        train=_dataset(x_train[train_idx], y_train[train_idx], config, shuffle=True),
+        val=_dataset(x_train[val_idx], y_train[val_idx], config, shuffle=False),
+        test=_dataset(x_test[test_idx], y_test[test_idx], config, shuffle=False),
         class_names=list(CLASS_NAMES),
         counts={"train": len(train_idx), "val": len(val_idx), "test": len(test_idx)},
         image_size=(size, size),

@@ -69,7 +69,8 @@ def extract_features(backbone: keras.Model, dataset: tf.data.Dataset, *,
 
 
 def features_dataset(features: np.ndarray, labels: np.ndarray, *, batch_size: int,
-                     shuffle: bool = True, seed: int | None = None) -> tf.data.Dataset:
+                     shuffle: bool = True, seed: int | None = None,
+                     buffer_size: int | None = None) -> tf.data.Dataset:
     """Batches of ``(features, labels)``, reshuffled each epoch when ``shuffle``.
 
     Args:
@@ -78,6 +79,9 @@ def features_dataset(features: np.ndarray, labels: np.ndarray, *, batch_size: in
         batch_size: examples per batch.
         shuffle: reshuffle every epoch.
         seed: seed of the shuffle.
+        buffer_size: shuffle buffer (default: all examples). With the
+            ``seed`` and ``buffer_size`` of a kerastl image pipeline and
+            features in its unshuffled order, the batches are the pipeline's.
 
     Returns:
         A prefetched ``tf.data.Dataset`` with known cardinality.
@@ -97,7 +101,7 @@ def features_dataset(features: np.ndarray, labels: np.ndarray, *, batch_size: in
     if features.nbytes + labels.nbytes <= _MAX_CONSTANT_BYTES:
         ds = tf.data.Dataset.from_tensor_slices((features, labels))
         if shuffle:
-            ds = reshuffled(ds, buffer_size=n, seed=seed, cardinality=n)
+            ds = reshuffled(ds, buffer_size=buffer_size or n, seed=seed, cardinality=n)
         ds = keep_pass_counter(ds.batch(batch_size), ds)
     else:
         rng = np.random.default_rng(seed)

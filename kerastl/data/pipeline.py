@@ -62,6 +62,7 @@ def reshuffled(ds: tf.data.Dataset, *, buffer_size: int, seed: int | None,
     if cardinality is not None and cardinality >= 0:
         out = out.apply(tf.data.experimental.assert_cardinality(cardinality))
     out._kerastl_pass_counter = counter
+    out._kerastl_shuffle = {"buffer_size": int(buffer_size), "seed": base}
     return out
 
 
@@ -76,10 +77,23 @@ def pass_counter(dataset) -> tf.Variable | None:
 
 def keep_pass_counter(result: tf.data.Dataset, source: tf.data.Dataset) -> tf.data.Dataset:
     """Carry ``source``'s pass counter over to ``result`` (a dataset built on top of it)."""
-    counter = pass_counter(source)
-    if counter is not None:
-        result._kerastl_pass_counter = counter
+    for attribute in ("_kerastl_pass_counter", "_kerastl_shuffle"):
+        if hasattr(source, attribute):
+            setattr(result, attribute, getattr(source, attribute))
     return result
+
+
+def epoch_order(dataset) -> dict | None:
+    """How a kerastl training dataset orders its epochs, for the frozen-feature cache.
+
+    ``None`` unless the dataset is a kerastl one without augmentation or random
+    crops. Otherwise ``{"unshuffled": ds, "buffer_size": b, "seed": s,
+    "batch_size": n, "counter": v}``: the same batches before the per-pass
+    shuffle, and the shuffle's parameters, so that features extracted from
+    ``unshuffled`` and reshuffled with ``(b, s)`` and the same pass counter
+    form exactly the batches the image pipeline would give.
+    """
+    return getattr(dataset, "_kerastl_epoch_order", None)
 
 
 def fingerprint(*parts) -> str:
@@ -147,6 +161,7 @@ def finish(ds: tf.data.Dataset, *, num_examples: int, image_size: tuple[int, int
     if cache_to is not None:
         ds = ds.cache(cache_to)
     shuffled = None
+    unshuffled = ds
     if training and shuffle:
         ds = shuffled = reshuffled(ds, buffer_size=min(max(num_examples, 1), SHUFFLE_BUFFER),
                                    seed=seed, cardinality=int(ds.cardinality()))
@@ -181,6 +196,11 @@ def finish(ds: tf.data.Dataset, *, num_examples: int, image_size: tuple[int, int
     ds = ds.prefetch(tf.data.AUTOTUNE)
     if shuffled is not None:
         ds = keep_pass_counter(ds, shuffled)
+        if not augmented and pass_counter(shuffled) is not None:
+            twin = unshuffled.batch(batch_size).map(to_float).prefetch(tf.data.AUTOTUNE)
+            ds._kerastl_epoch_order = dict(shuffled._kerastl_shuffle, unshuffled=twin,
+                                           batch_size=int(batch_size),
+                                           counter=pass_counter(shuffled))
     return ds, augmented
 
 

@@ -17,7 +17,7 @@ import time
 import keras
 
 from kerastl import distribute
-from kerastl.data.pipeline import pass_counter
+from kerastl.data.pipeline import epoch_order, pass_counter
 from kerastl.errors import UserInputError
 from kerastl.freezing import find_backbone, freeze
 from kerastl.freezing import unfreeze as unfreeze_model
@@ -352,6 +352,10 @@ class TwoPhases:
                      self.callbacks(1, found.state["early_stopping"] if found else None))
         self.timings["phase1"] = time.perf_counter() - start
         self.phase1_epochs = len(self.rows)
+        if head is not None:  # phase 2 continues the image order where phase 1 left it
+            order, features = epoch_order(self.train), pass_counter(self.datasets["features"])
+            if order and features is not None:
+                order["counter"].assign(features.read_value())
         if o["epochs"]:
             unfreeze_model(model, **o["unfreeze"])
             self.save(2, phase_epochs_done=0, label="phase-boundary")
@@ -363,15 +367,27 @@ class TwoPhases:
         verbose = self.o["verbose"] == 1
         log.info("Phase 1: extracting backbone features once (frozen backbone)")
         t0 = time.perf_counter()
-        f_train, y_train = extract_features(backbone, self.train, verbose=verbose)
+        order = epoch_order(self.train)
+        # With a kerastl pipeline, features are extracted in its unshuffled
+        # order and reshuffled with its seed, buffer and pass count: phase 1
+        # then sees exactly the batches the uncached run would see.
+        source = order["unshuffled"] if order else self.train
+        batch_size = order["batch_size"] if order else _batch_size(self.train)
+        f_train, y_train = extract_features(backbone, source, verbose=verbose)
         val_ds = None
         if self.val is not None:
             f_val, y_val = extract_features(backbone, self.val, verbose=verbose)
-            val_ds = features_dataset(f_val, y_val, batch_size=_batch_size(self.train),
-                                      shuffle=False)
+            val_ds = features_dataset(f_val, y_val, batch_size=batch_size, shuffle=False)
         self.timings["feature_extraction"] = time.perf_counter() - t0
-        train_ds = features_dataset(f_train, y_train, batch_size=_batch_size(self.train),
-                                    shuffle=True, seed=1337)
+        if order:
+            train_ds = features_dataset(f_train, y_train, batch_size=batch_size, shuffle=True,
+                                        seed=order["seed"], buffer_size=order["buffer_size"])
+            counter = pass_counter(train_ds)
+            if counter is not None:
+                counter.assign(order["counter"].read_value())
+        else:
+            train_ds = features_dataset(f_train, y_train, batch_size=batch_size,
+                                        shuffle=True, seed=1337)
         self.datasets["features"] = train_ds
         return train_ds, val_ds
 

