@@ -134,6 +134,9 @@ def from_arrays(x, y, *, image_size, batch_size: int = 32, validation_split: flo
         if idx.size == 0:
             continue
         training = split == "train"
+        # Evaluation splits keep their order, so predictions line up with
+        # the images (error grids, evaluation reports).
+        ordered = deterministic or not training
         if training and shuffle:
             idx = np.random.default_rng(seed).permutation(idx)
 
@@ -143,11 +146,11 @@ def from_arrays(x, y, *, image_size, batch_size: int = 32, validation_split: flo
             return decode.resize_image(image, size, resize), label
 
         ds = _dataset(x[idx], y[idx]).map(prepare, num_parallel_calls=tf.data.AUTOTUNE,
-                                          deterministic=deterministic)
+                                          deterministic=ordered)
         ds, aug = pipeline.finish(
             ds, num_examples=int(idx.size), image_size=size, resize=resize,
             batch_size=batch_size, training=training, cache=cache, split=split,
-            shuffle=shuffle, seed=seed, deterministic=deterministic, augment=augment,
+            shuffle=shuffle, seed=seed, deterministic=ordered, augment=augment,
             num_classes=len(class_names),
             source_id=pipeline.fingerprint(x[idx].tobytes(), y[idx].tobytes())
             if isinstance(cache, str) and cache not in ("auto", "memory") else "")

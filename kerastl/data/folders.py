@@ -243,17 +243,20 @@ def _make_splits(files, class_names, skipped, size, batch_size, seed, augment, r
             datasets[split] = None
             continue
         training = split == "train"
+        # Evaluation splits keep their order, so predictions line up with
+        # the images (error grids, evaluation reports).
+        ordered = deterministic or not training
         if label_mode == "int":
             label_array = np.asarray(labels, dtype=np.int32)
         else:
             label_array = np.stack(labels).astype(np.int32)
         ds = pipeline.files_dataset(paths, inline, label_array, image_size=size, resize=resize,
                                     training=training, shuffle=shuffle, seed=seed,
-                                    deterministic=deterministic, scales=scales)
+                                    deterministic=ordered, scales=scales)
         ds, aug = pipeline.finish(
             ds, num_examples=len(paths), image_size=size, resize=resize, batch_size=batch_size,
             training=training, cache=cache, split=split, shuffle=shuffle, seed=seed,
-            deterministic=deterministic, augment=augment,
+            deterministic=ordered, augment=augment,
             num_classes=num_classes,
             source_id=pipeline.files_fingerprint(paths, inline) if _on_disk(cache) else "")
         datasets[split] = ds

@@ -206,13 +206,16 @@ def from_tfds(name, *, image_size, batch_size: int = 32, data_dir: str | None = 
     augmented = False
     for key, ds in sources.items():
         training = key == "train"
+        # Evaluation splits keep their order, so predictions line up with
+        # the images (error grids, evaluation reports).
+        ordered = deterministic or not training
         ds = ds.map(lambda image, label: (decode.resize_image(_to_rgb(image), size, resize),
                                           label),
-                    num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+                    num_parallel_calls=tf.data.AUTOTUNE, deterministic=ordered)
         datasets[key], aug = pipeline.finish(
             ds, num_examples=counts[key], image_size=size, resize=resize,
             batch_size=batch_size, training=training, cache=cache, split=key,
-            shuffle=shuffle, seed=seed, deterministic=deterministic, augment=augment,
+            shuffle=shuffle, seed=seed, deterministic=ordered, augment=augment,
             num_classes=len(class_names),
             source_id=f"{builder.name}:{builder.info.version}:{wanted}:{fraction}:{seed}")
         augmented = augmented or aug
