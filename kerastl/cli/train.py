@@ -62,6 +62,17 @@ def add_parser(subparsers) -> None:
                    help="early-stopping patience per phase (default: %(default)s)")
     p.add_argument("--weight-decay", type=float, default=None,
                    help="optimizer weight decay (default: 1e-4 for adamw, none otherwise)")
+    p.add_argument("--schedule", default="constant",
+                   choices=("constant", "onecycle", "cosine"),
+                   help="learning-rate schedule of each phase (default: %(default)s)")
+    p.add_argument("--warmup", type=float, default=0.1,
+                   help="fraction of each phase spent warming up, for one_cycle and cosine "
+                        "(default: %(default)s)")
+    p.add_argument("--layerwise-lr-decay", type=float, default=None, metavar="FACTOR",
+                   help="phase 2: each lower backbone group learns at FACTOR x the rate of "
+                        "the group above (e.g. 0.5; default: one rate)")
+    p.add_argument("--gradual-unfreeze-every", type=int, default=None, metavar="K",
+                   help="phase 2: start with the top group, unfreeze one more every K epochs")
     p.add_argument("--label-smoothing", type=float, default=0.0,
                    help="label smoothing (needs one-hot labels, e.g. MixUp augmentation)")
     p.add_argument("--mode", default="fine-tune",
@@ -171,6 +182,9 @@ def _fine_tune_run(args, splits, output, weights, config, strategy) -> dict:
         optimizer=args.optimizer, patience=args.patience, strategy=strategy,
         backup_dir=args.backup_dir, mixed_precision=args.mixed_precision,
         weight_decay=args.weight_decay, label_smoothing=args.label_smoothing,
+        schedule=args.schedule, warmup=args.warmup,
+        layerwise_lr_decay=args.layerwise_lr_decay,
+        gradual_unfreeze_every=args.gradual_unfreeze_every,
     )
 
 

@@ -102,3 +102,27 @@ def test_demo_quick(tmp_path, capsys):
     assert report["counts"] == {"train": 100, "val": 50, "test": 100}
     assert 0.0 <= report["test_metrics"]["accuracy"] <= 1.0
     assert (tmp_path / "demo" / "confusion_matrix.png").exists()
+
+
+def test_train_schedule_per_group_rates_and_gradual_unfreezing_flags(tmp_path, capsys):
+    data = _folder(tmp_path / "data")
+    out = tmp_path / "run"
+    args = ["train", str(data), "--backbone", "mobilenet_v2", "--weights", "none",
+            "--image-size", "32", "--head-epochs", "1", "--epochs", "3", "--batch-size", "4",
+            "--validation-split", "0.25", "--schedule", "onecycle", "--warmup", "0.3",
+            "--layerwise-lr-decay", "0.5", "--gradual-unfreeze-every", "1",
+            "--unfreeze-groups", "3", "--patience", "10", "--output", str(out)]
+    assert main(args) == 0
+    report = json.loads((out / "report.json").read_text())
+    config = report["config"]
+    assert (config["schedule"], config["warmup"]) == ("onecycle", 0.3)
+    assert (config["layerwise_lr_decay"], config["gradual_unfreeze_every"]) == (0.5, 1)
+    assert report["history"]["phase"] == [1, 2, 2, 2]
+    # A bad combination is one line and exit 2 (gradual unfreezing cannot resume).
+    bad = args[:-2] + ["--backup-dir", str(tmp_path / "b"), "--output", str(tmp_path / "r2")]
+    assert main(bad) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "gradual_unfreeze_every" in err[0]
+    with pytest.raises(SystemExit) as exit_info:
+        main(args[:-2] + ["--schedule", "warm", "--output", str(tmp_path / "r3")])
+    assert exit_info.value.code == 2
