@@ -62,6 +62,10 @@ def add_parser(subparsers) -> None:
                    help="early-stopping patience per phase (default: %(default)s)")
     p.add_argument("--weight-decay", type=float, default=None,
                    help="optimizer weight decay (default: 1e-4 for adamw, none otherwise)")
+    p.add_argument("--momentum", type=float, default=None,
+                   help="momentum of --optimizer sgd (default 0.9) or rmsprop (default 0)")
+    p.add_argument("--l2", type=float, default=None,
+                   help="L2 penalty on the head's kernels, e.g. 1e-4 (default: none)")
     p.add_argument("--schedule", default="constant",
                    choices=("constant", "onecycle", "cosine"),
                    help="learning-rate schedule of each phase (default: %(default)s)")
@@ -182,7 +186,7 @@ def _fine_tune_run(args, splits, output, weights, config, strategy) -> dict:
         optimizer=args.optimizer, patience=args.patience, strategy=strategy,
         backup_dir=args.backup_dir, mixed_precision=args.mixed_precision,
         weight_decay=args.weight_decay, label_smoothing=args.label_smoothing,
-        schedule=args.schedule, warmup=args.warmup,
+        momentum=args.momentum, l2=args.l2, schedule=args.schedule, warmup=args.warmup,
         layerwise_lr_decay=args.layerwise_lr_decay,
         gradual_unfreeze_every=args.gradual_unfreeze_every,
     )

@@ -50,7 +50,14 @@ def extract_features(backbone: keras.Model, dataset: tf.data.Dataset, *,
             f"Received element_spec={spec!r}"
         )
 
-    @tf.function(reduce_retracing=True)
+    # One trace for every batch (the last, smaller one included): tracing a
+    # backbone costs about as much as running it over a thousand small images.
+    image_spec = spec[0]
+    signature = None
+    if isinstance(image_spec, tf.TensorSpec) and image_spec.shape.rank is not None:
+        signature = [tf.TensorSpec((None,) + tuple(image_spec.shape[1:]), image_spec.dtype)]
+
+    @tf.function(input_signature=signature, reduce_retracing=signature is None)
     def forward(images):
         return backbone(images, training=False)
 

@@ -201,7 +201,7 @@ def no_decay_variables(model: keras.Model) -> list:
 def discriminative_optimizer(model: keras.Model, optimizer: str = "adam",
                              learning_rate=1e-3, *, decay: float = 0.5,
                              multipliers: dict[str, float] | None = None,
-                             weight_decay: float | None = None, momentum: float = 0.9,
+                             weight_decay: float | None = None, momentum: float | None = None,
                              **kwargs) -> keras.optimizers.Optimizer:
     """A Keras optimizer whose learning rate is scaled per layer group of ``model``.
 
@@ -214,7 +214,7 @@ def discriminative_optimizer(model: keras.Model, optimizer: str = "adam",
         multipliers: ``{group: multiplier}`` to set some groups explicitly.
         weight_decay: decoupled weight decay (AdamW default 1e-4); it skips
             BatchNorm/LayerNorm weights and biases.
-        momentum: SGD momentum.
+        momentum: SGD (default 0.9) or RMSprop momentum.
         **kwargs: passed to the Keras optimizer (``clipnorm``...).
 
     Returns:
@@ -230,8 +230,10 @@ def discriminative_optimizer(model: keras.Model, optimizer: str = "adam",
             f"Received: {optimizer!r}")
     options = dict(kwargs, learning_rate=learning_rate,
                    lr_multipliers=layerwise_multipliers(model, decay, multipliers=multipliers))
-    if key == "sgd":
-        options.setdefault("momentum", momentum)
+    if "momentum" not in kwargs:
+        from kerastl.training.fine_tune import momentum_option
+
+        options.update(momentum_option(key, momentum))
     if key == "adamw":
         options["weight_decay"] = 1e-4 if weight_decay is None else weight_decay
     elif weight_decay:

@@ -60,9 +60,20 @@ class FineTuneResult:
         return [{k: v[i] for k, v in self.history.items() if i < len(v)} for i in range(n)]
 
 
-def make_optimizer(name: str, learning_rate: float, *, momentum: float = 0.9,
+def make_optimizer(name: str, learning_rate: float, *, momentum: float | None = None,
                    weight_decay: float | None = None) -> keras.optimizers.Optimizer:
-    """Build a Keras optimizer by name (``adam``, ``adamw``, ``sgd``, ``rmsprop``, ``adagrad``)."""
+    """Build a Keras optimizer by name (``adam``, ``adamw``, ``sgd``, ``rmsprop``, ``adagrad``).
+
+    Args:
+        name: the optimizer's name (or a Keras optimizer, returned as it is).
+        learning_rate: a float or a ``LearningRateSchedule``.
+        momentum: for ``sgd`` (default 0.9) and ``rmsprop`` (default 0.0);
+            refused for the others (Adam's is ``beta_1``).
+        weight_decay: decoupled weight decay (``adamw`` default 1e-4).
+
+    Raises:
+        ValueError: unknown name, or a momentum the optimizer has no use for.
+    """
     if isinstance(name, keras.optimizers.Optimizer):
         return name
     key = str(name).lower()
@@ -71,13 +82,35 @@ def make_optimizer(name: str, learning_rate: float, *, momentum: float = 0.9,
             f"Unknown optimizer '{name}'. Known: {', '.join(_OPTIMIZERS)}. Received: {name!r}"
         )
     kwargs = {"learning_rate": learning_rate}
-    if key == "sgd":
-        kwargs["momentum"] = momentum
+    kwargs.update(momentum_option(key, momentum))
     if key == "adamw":
         kwargs["weight_decay"] = 1e-4 if weight_decay is None else weight_decay
     elif weight_decay:
         kwargs["weight_decay"] = weight_decay
     return _OPTIMIZERS[key](**kwargs)
+
+
+def momentum_option(key: str, momentum: float | None) -> dict:
+    """``{"momentum": ...}`` for SGD (default 0.9) and RMSprop, ``{}`` otherwise.
+
+    Raises:
+        ValueError: a momentum outside [0, 1), or one given to an optimizer
+            without a momentum argument.
+    """
+    if momentum is not None and (isinstance(momentum, bool)
+                                 or not isinstance(momentum, (int, float))
+                                 or not 0.0 <= momentum < 1.0):
+        raise UserInputError(f"momentum must be a number in [0, 1). Received: {momentum!r}")
+    if key == "sgd":
+        return {"momentum": 0.9 if momentum is None else float(momentum)}
+    if key == "rmsprop":
+        return {} if momentum is None else {"momentum": float(momentum)}
+    if momentum is not None:
+        raise UserInputError(
+            f"momentum applies to the 'sgd' and 'rmsprop' optimizers, not '{key}' "
+            "(Adam-style optimizers keep their own beta_1). Received: "
+            f"optimizer={key!r}, momentum={momentum!r}")
+    return {}
 
 
 def _label_rank(dataset) -> int:
@@ -126,7 +159,8 @@ def fine_tune(model: keras.Model, train: tf.data.Dataset, val: tf.data.Dataset |
               mixed_precision: str | None = None, jit_compile: bool | None = None,
               training_loop: str = "auto", schedule: str = "constant", warmup: float = 0.1,
               layerwise_lr_decay: float | None = None,
-              gradual_unfreeze_every: int | None = None) -> FineTuneResult:
+              gradual_unfreeze_every: int | None = None, momentum: float | None = None,
+              l2: float | None = None) -> FineTuneResult:
     """Fine-tune ``model`` in two phases and return the best weights.
 
     Phase 1 trains only the head for ``head_epochs`` with the backbone frozen
@@ -191,6 +225,12 @@ def fine_tune(model: keras.Model, train: tf.data.Dataset, val: tf.data.Dataset |
             ``unfreeze["groups"]`` groups, default all); see
             :class:`kerastl.training.GradualUnfreezing`. Not with
             ``backup_dir`` or the custom training loop.
+        momentum: for ``optimizer="sgd"`` (default 0.9) or ``"rmsprop"``
+            (default 0.0); an error with the other optimizers.
+        l2: L2 penalty ``l2 * sum(kernel ** 2)`` on the head's kernels, added
+            to ``model`` (it stays in the model and its saved config). For the
+            backbone's kernels too, call ``ktl.add_l2(model, l2, scope="all")``
+            before ``fine_tune``.
 
     Returns:
         A :class:`FineTuneResult`.
@@ -207,6 +247,12 @@ def fine_tune(model: keras.Model, train: tf.data.Dataset, val: tf.data.Dataset |
         raise UserInputError("training_loop must be 'auto', 'keras' or 'custom'. "
                              f"Received: {training_loop!r}")
     find_backbone(model)
+    if momentum is not None:
+        momentum_option(str(optimizer).lower(), momentum)  # a bad combination fails now
+    if l2 is not None:
+        from kerastl.transfer.regularization import add_l2
+
+        add_l2(model, l2, scope="head")
     policy = distribute.check_precision(mixed_precision)
     if strategy is not None:
         strategy = distribute.get_strategy(strategy)
@@ -221,6 +267,7 @@ def fine_tune(model: keras.Model, train: tf.data.Dataset, val: tf.data.Dataset |
                    metrics=metrics, patience=patience, label_smoothing=label_smoothing,
                    class_weight=class_weight, weight_decay=weight_decay, strategy=strategy,
                    backup_dir=backup_dir, jit_compile=jit_compile, loop=training_loop,
+                   momentum=momentum, l2=l2,
                    **_schedule_options(schedule, warmup, layerwise_lr_decay,
                                        gradual_unfreeze_every, unfreeze or {}, backup_dir,
                                        training_loop))

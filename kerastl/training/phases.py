@@ -169,7 +169,8 @@ class TwoPhases:
                 "learning_rate": o["learning_rate"],
                 "fine_tune_learning_rate": o["fine_tune_learning_rate"],
                 "schedule": o.get("schedule", "constant"),
-                "layerwise_lr_decay": o.get("layerwise_lr_decay")}
+                "layerwise_lr_decay": o.get("layerwise_lr_decay"),
+                "momentum": o.get("momentum"), "l2": o.get("l2")}
 
     # -- checkpoints -----------------------------------------------------
     def save(self, phase, *, phase_epochs_done=None, optimizer=None, label="", status=None,
@@ -279,8 +280,10 @@ class TwoPhases:
 
             return discriminative_optimizer(target, o["optimizer"], learning_rate,
                                             decay=o["layerwise_lr_decay"],
-                                            weight_decay=o["weight_decay"])
-        return make_optimizer(o["optimizer"], learning_rate, weight_decay=o["weight_decay"])
+                                            weight_decay=o["weight_decay"],
+                                            momentum=o.get("momentum"))
+        return make_optimizer(o["optimizer"], learning_rate, weight_decay=o["weight_decay"],
+                              momentum=o.get("momentum"))
 
     def restore_optimizer(self, target, found):
         if found is not None and found.arrays.get("optimizer"):

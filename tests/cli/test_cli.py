@@ -126,3 +126,26 @@ def test_train_schedule_per_group_rates_and_gradual_unfreezing_flags(tmp_path, c
     with pytest.raises(SystemExit) as exit_info:
         main(args[:-2] + ["--schedule", "warm", "--output", str(tmp_path / "r3")])
     assert exit_info.value.code == 2
+
+
+def test_train_optimizer_momentum_and_l2_flags(tmp_path, capsys):
+    data = _folder(tmp_path / "data")
+    out = tmp_path / "run"
+    args = ["train", str(data), "--backbone", "mobilenet_v2", "--weights", "none",
+            "--image-size", "32", "--head-epochs", "1", "--epochs", "1", "--batch-size", "4",
+            "--validation-split", "0.25", "--optimizer", "sgd", "--momentum", "0.8",
+            "--l2", "1e-4", "--output", str(out)]
+    assert main(args) == 0
+    config = json.loads((out / "report.json").read_text())["config"]
+    assert (config["optimizer"], config["momentum"], config["l2"]) == ("sgd", 0.8, 1e-4)
+    import keras
+
+    model = keras.models.load_model(out / "model.keras")
+    head = model.get_layer("predictions").get_config()
+    assert head["kernel_regularizer"]["config"]["l2"] == pytest.approx(1e-4)
+    # momentum with Adam: one line, exit 2, nothing written.
+    bad = args[:-4] + ["--optimizer", "adam", "--output", str(tmp_path / "r2")]
+    assert main(bad) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "momentum applies" in err[0]
+    assert not (tmp_path / "r2" / "model.keras").exists()

@@ -151,3 +151,39 @@ def test_cached_phase_one_sees_the_same_batches_as_the_uncached_run():
     np.testing.assert_allclose(histories[True]["val_loss"], histories[False]["val_loss"],
                                atol=1e-5)
     assert histories[True]["loss"][0] != histories[True]["loss"][1]  # it did train
+
+
+def test_momentum_reaches_the_optimizer_and_bad_momentum_is_refused():
+    from kerastl.training import make_optimizer
+
+    assert float(make_optimizer("sgd", 0.1).momentum) == pytest.approx(0.9)
+    assert float(make_optimizer("sgd", 0.1, momentum=0.5).momentum) == pytest.approx(0.5)
+    assert float(make_optimizer("rmsprop", 0.1).momentum) == 0.0
+    assert float(make_optimizer("rmsprop", 0.1, momentum=0.8).momentum) == pytest.approx(0.8)
+    with pytest.raises(ValueError, match="momentum applies to the 'sgd' and 'rmsprop'"):
+        make_optimizer("adam", 0.1, momentum=0.9)
+    with pytest.raises(ValueError, match=r"momentum must be a number in \[0, 1\)"):
+        make_optimizer("sgd", 0.1, momentum=1.5)
+    train, _, _ = _data()
+    model = _model()
+    result = ktl.fine_tune(model, train, head_epochs=1, epochs=1, optimizer="sgd",
+                           momentum=0.7, verbose=0)
+    assert float(result.model.optimizer.momentum) == pytest.approx(0.7)
+    with pytest.raises(ValueError, match="momentum applies"):
+        ktl.fine_tune(_model(), train, head_epochs=1, epochs=0, optimizer="adamw",
+                      momentum=0.9, verbose=0)
+
+
+def test_l2_penalises_the_head_kernels_only():
+    train, _, _ = _data()
+    model = _model()
+    assert not model.losses
+    ktl.fine_tune(model, train, head_epochs=1, epochs=0, l2=1e-3, verbose=0)
+    head = model.get_layer("predictions")
+    expected = 1e-3 * float(np.sum(np.square(keras.ops.convert_to_numpy(head.kernel))))
+    # Phase 1 leaves the backbone frozen: only the head's penalty counts.
+    assert len(model.losses) == 1
+    assert float(model.losses[0]) == pytest.approx(expected, rel=1e-5)
+    assert head.get_config()["kernel_regularizer"]["config"]["l2"] == pytest.approx(1e-3)
+    with pytest.raises(ValueError, match="l2 must be a positive number"):
+        ktl.fine_tune(_model(), train, head_epochs=1, epochs=0, l2=-1.0, verbose=0)
