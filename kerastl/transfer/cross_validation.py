@@ -17,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from kerastl.errors import DataError, UserInputError
+from kerastl.memory import GraphRelease
 
 log = logging.getLogger(__name__)
 
@@ -167,6 +168,7 @@ def cross_validate(build_fn: Callable[[], keras.Model], data, k: int = 5, *,
         train_idx, test_idx = np.flatnonzero(folds != i), np.flatnonzero(folds == i)
         keras.utils.set_random_seed(seed + i)
         start = time.perf_counter()
+        graphs = GraphRelease()
         model = build_fn()
         if not isinstance(model, keras.Model):
             raise UserInputError(
@@ -181,6 +183,8 @@ def cross_validate(build_fn: Callable[[], keras.Model], data, k: int = 5, *,
         log.info("fold %d/%d: %s", i + 1, k,
                  ", ".join(f"{m}={v:.4f}" for m, v in row.items() if isinstance(v, float)))
         rows.append(row)
+        del model, trained
+        graphs.release(clear_session=False)  # the fold's traced graphs (kerastl.memory)
     names = [m for m in rows[0] if m not in ("fold", "train_examples", "test_examples",
                                               "seconds")]
     mean = {m: float(np.mean([r[m] for r in rows])) for m in names}

@@ -7,16 +7,16 @@ What it adds to ``keras_tuner.Tuner``:
   leaves a project that reloads; with ``overwrite=False`` the trial that was
   running is re-run under the same id (KerasTuner's retry queue);
 - Hyperband brackets continue from the previous bracket's best checkpoint;
-- after each trial the models are released (``clear_session``, ``gc``, and the
-  C heap trimmed where glibc allows), or each trial runs in its own process
-  (``isolate_trials=True``);
+- after each trial the models are released (``clear_session``, the trial's
+  traced graphs that TensorFlow's gradient registry would keep forever
+  (:mod:`kerastl.memory`), ``gc``, and the C heap trimmed where glibc
+  allows), or each trial runs in its own process (``isolate_trials=True``);
 - the chief of a distributed search polls for the end every half second
   instead of KerasTuner's 20 s.
 """
 
 from __future__ import annotations
 
-import ctypes
 import gc
 import json
 import logging
@@ -29,6 +29,8 @@ import time
 
 import keras
 import keras_tuner as kt
+
+from kerastl.memory import GraphRelease, trim_heap
 
 log = logging.getLogger(__name__)
 
@@ -75,14 +77,15 @@ class GridSearchOracle(_AtomicSaves, kt.oracles.GridSearchOracle):
 
 
 def release_memory() -> None:
-    """Drop Keras' global state and collect garbage; give freed heap back to the OS."""
+    """Drop Keras' global state and collect garbage; give freed heap back to the OS.
+
+    Prefer :class:`kerastl.memory.GraphRelease` around a block of work: it
+    also frees the block's traced graphs, which TensorFlow's gradient
+    registry keeps alive otherwise.
+    """
     keras.backend.clear_session()
     gc.collect()
-    if sys.platform.startswith("linux"):
-        try:
-            ctypes.CDLL("libc.so.6").malloc_trim(0)
-        except (OSError, AttributeError):  # not glibc
-            pass
+    trim_heap()
 
 
 class KerastlTuner(kt.Tuner):
@@ -157,10 +160,19 @@ class KerastlTuner(kt.Tuner):
             return self._run_isolated(trial, fit_kwargs)
         return super().run_trial(trial, *fit_args, **fit_kwargs)
 
+    def on_trial_begin(self, trial):
+        self._graphs = GraphRelease()
+        super().on_trial_begin(trial)
+
     def on_trial_end(self, trial):
         super().on_trial_end(trial)
         self.trials_run.append(trial.trial_id)
-        release_memory()
+        graphs = getattr(self, "_graphs", None)
+        if graphs is not None:  # the trial's models are gone: free their traced graphs too
+            graphs.release()
+            self._graphs = None
+        else:
+            release_memory()
         if self.trial_callback is not None:
             self.trial_callback({"trial_id": trial.trial_id, "status": trial.status,
                                  "trials_run": len(self.trials_run)})
