@@ -47,6 +47,7 @@ def compare(per_class: int, args) -> dict:
 
     import kerastl as ktl
     from kerastl.demo import DemoConfig, demo_splits
+    from kerastl.memory import GraphRelease
     from kerastl.reports.report import predict_dataset
     from kerastl.transfer.linear import linear_head_model
 
@@ -63,6 +64,7 @@ def compare(per_class: int, args) -> dict:
         return float((probs.argmax(1) == labels).mean())
 
     def feature_extraction():
+        graphs = GraphRelease()
         keras.utils.set_random_seed(args.seed)
         start = time.perf_counter()
         backbone = ktl.build_backbone(args.backbone, image_size=args.image_size)
@@ -70,9 +72,14 @@ def compare(per_class: int, args) -> dict:
         t_extract = time.perf_counter() - start
         head = ktl.fit_linear_head(features, labels, kind="logistic", seed=args.seed)
         fe_model = linear_head_model(backbone, head)
-        return time.perf_counter() - start, t_extract, head.C, accuracy(fe_model)
+        seconds = time.perf_counter() - start
+        row = seconds, t_extract, head.C, accuracy(fe_model)
+        del backbone, fe_model
+        graphs.release()  # each run starts from the same process state
+        return row
 
     def fine_tuning():
+        graphs = GraphRelease()
         keras.utils.set_random_seed(args.seed)
         start = time.perf_counter()
         model = ktl.build_classifier(ktl.build_backbone(args.backbone, image_size=args.image_size),
@@ -80,7 +87,11 @@ def compare(per_class: int, args) -> dict:
         ktl.fine_tune(model, splits.train, splits.val, head_epochs=config.head_epochs,
                       epochs=config.epochs, learning_rate=config.learning_rate,
                       fine_tune_learning_rate=config.fine_tune_learning_rate, verbose=0)
-        return time.perf_counter() - start, accuracy(model)
+        seconds = time.perf_counter() - start
+        row = seconds, accuracy(model)
+        del model
+        graphs.release()
+        return row
 
     # Interleaved repeats, medians: one run of a few seconds is at the mercy of
     # this shared machine (the same extraction took 1.2-2.6 s in one process).

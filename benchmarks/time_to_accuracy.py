@@ -164,8 +164,11 @@ def main(argv=None) -> int:
           f"GPUs {len(tf.config.list_physical_devices('GPU'))}; "
           f"TF {tf.__version__}, Keras {keras.__version__}")
 
+    from kerastl.memory import GraphRelease
+
+    graphs = GraphRelease()
     base = run_baseline(splits, size, head_epochs, ft_epochs, args.seed)
-    keras.backend.clear_session()
+    graphs.release()  # the baseline's models and traced graphs do not weigh on kerastl's run
     ours = run_kerastl(splits, size, args.seed, options)
     target_acc = max(r["val_accuracy"] for r in base["curve"])
     reached = next((r["seconds"] for r in ours["curve"] if r["val_accuracy"] >= target_acc),

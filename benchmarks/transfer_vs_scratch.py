@@ -112,6 +112,7 @@ def main(argv=None) -> int:
     import tensorflow as tf
 
     from kerastl.demo import DemoConfig, demo_splits
+    from kerastl.memory import GraphRelease
 
     sizes = [int(s) for s in args.sizes.split(",")]
     seeds = args.seeds
@@ -155,6 +156,7 @@ def main(argv=None) -> int:
                     print(f"  {per_class:>4}/class seed {seed} {kind:<10} test acc {acc:.4f} "
                           "(from --json)", flush=True)
                     continue
+                graphs = GraphRelease()
                 start = time.perf_counter()
                 if kind == "pretrained":
                     acc = run_pretrained(splits, image_size, seed, args.head_epochs,
@@ -164,7 +166,7 @@ def main(argv=None) -> int:
                                       args.patience, args.scratch_min_epochs,
                                       args.scratch_bn_momentum)
                 seconds = time.perf_counter() - start
-                keras.backend.clear_session()
+                graphs.release()  # clear_session + the run's traced graphs
                 table[per_class][kind].append(acc)
                 print(f"  {per_class:>4}/class seed {seed} {kind:<10} test acc {acc:.4f} "
                       f"({seconds:.0f} s)", flush=True)

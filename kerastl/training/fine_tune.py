@@ -229,7 +229,7 @@ def fine_tune(model: keras.Model, train: tf.data.Dataset, val: tf.data.Dataset |
             (default 0.0); an error with the other optimizers.
         l2: L2 penalty ``l2 * sum(kernel ** 2)`` on the head's kernels, added
             to ``model`` (it stays in the model and its saved config). For the
-            backbone's kernels too, call ``ktl.add_l2(model, l2, scope="all")``
+            backbone's kernels too, call ``ktl.transfer.add_l2(model, l2, scope="all")``
             before ``fine_tune``.
 
     Returns:
