@@ -1,8 +1,10 @@
 """Resident memory of a long ``ktl.tuning.search`` in one process (default mode).
 
-KerasTuner keeps every trial's graphs alive until the process dies
-(keras-team/keras-tuner#395, #1031). kerastl releases each trial's models
-(``clear_session``, ``gc``, ``malloc_trim``). This runs a random search of
+A long search in one process used to grow by every trial's traced graphs
+(keras-team/keras-tuner#395, #1031): TensorFlow's gradient registry keeps
+them alive (tensorflow/tensorflow#97697). kerastl releases each trial's models
+(``clear_session``, the trial's registry entries via ``kerastl.memory``,
+``gc``, ``malloc_trim``). This runs a random search of
 20 trials in this process (the default, ``isolate_trials=False``) over two
 backbones, head sizes, dropout, learning rates, unfreeze depth and optimizer
 (32 px random images, 1 head epoch + 1 fine-tuning epoch per trial,
