@@ -17,8 +17,9 @@ change per variant:
   every 2 epochs).
 
 Each variant runs for every seed (the seed picks the images and the
-initialisation); variants of one seed run one after the other in this
-process, so they share machine conditions. Printed: test accuracy and wall
+initialisation) on freshly made splits, so every variant of a seed starts
+from the same images, weights and batch order; variants of one seed run one
+after the other in this process, so they share machine conditions. Printed: test accuracy and wall
 time, mean ± sd over seeds.
 
 Ratio: the default's mean test accuracy / the best variant's (target >= 0.99:
@@ -104,10 +105,13 @@ def main(argv=None) -> int:
           f"{seeds} seed(s)")
     results: dict[str, list[dict]] = {n: [] for n in names}
     for seed in range(seeds):
-        splits = demo_splits(DemoConfig(image_size=size, train_per_class=per_class,
-                                        val_per_class=val_per_class,
-                                        test_per_class=test_per_class, seed=seed))
         for name in names:
+            # Fresh splits for every run: a kerastl dataset continues its shuffle
+            # sequence from pass to pass, so a shared one would give each variant
+            # other batches (and noise the comparison).
+            splits = demo_splits(DemoConfig(image_size=size, train_per_class=per_class,
+                                            val_per_class=val_per_class,
+                                            test_per_class=test_per_class, seed=seed))
             row = run(splits, size, seed, VARIANTS[name], head_epochs, epochs)
             results[name].append(row)
             print(f"  seed {seed} {name:<10} test {row['test_accuracy']:.4f}  best val "
