@@ -6,6 +6,7 @@ import pathlib
 import re
 
 from kerastl.errors import UserInputError
+from kerastl.training.schedules import DEFAULT_SCHEDULE
 
 # Defaults are defined once here and reused as flag defaults.
 DEFAULTS = {
@@ -66,7 +67,7 @@ def add_parser(subparsers) -> None:
                    help="momentum of --optimizer sgd (default 0.9) or rmsprop (default 0)")
     p.add_argument("--l2", type=float, default=None,
                    help="L2 penalty on the head's kernels, e.g. 1e-4 (default: none)")
-    p.add_argument("--schedule", default="constant",
+    p.add_argument("--schedule", default=DEFAULT_SCHEDULE,
                    choices=("constant", "onecycle", "cosine"),
                    help="learning-rate schedule of each phase (default: %(default)s)")
     p.add_argument("--warmup", type=float, default=0.1,

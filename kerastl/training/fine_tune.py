@@ -157,7 +157,7 @@ def fine_tune(model: keras.Model, train: tf.data.Dataset, val: tf.data.Dataset |
               label_smoothing: float = 0.0, class_weight: dict | None = None,
               weight_decay: float | None = None, strategy=None, backup_dir=None,
               mixed_precision: str | None = None, jit_compile: bool | None = None,
-              training_loop: str = "auto", schedule: str = "constant", warmup: float = 0.1,
+              training_loop: str = "auto", schedule: str = "cosine", warmup: float = 0.1,
               layerwise_lr_decay: float | None = None,
               gradual_unfreeze_every: int | None = None, momentum: float | None = None,
               l2: float | None = None) -> FineTuneResult:
@@ -213,7 +213,9 @@ def fine_tune(model: keras.Model, train: tf.data.Dataset, val: tf.data.Dataset |
         training_loop: ``"auto"`` (Keras ``fit``, or kerastl's
             ``strategy.run`` loop for multi-worker strategies, where Keras 3
             ``fit`` fails), ``"keras"`` or ``"custom"``.
-        schedule: learning-rate schedule of each phase: ``"constant"``,
+        schedule: learning-rate schedule of each phase: ``"cosine"`` (default:
+            ``warmup`` of the phase's steps rising to its rate, then cosine
+            decay; the best of the three in ``benchmarks/schedules.py``), ``"constant"``,
             ``"onecycle"`` (peak = the phase's rate) or ``"cosine"`` (warm-up,
             then cosine decay); see :mod:`kerastl.training.schedules`.
         warmup: fraction of each phase spent warming up (one-cycle, cosine).

@@ -15,6 +15,7 @@ import os
 import time
 
 import keras
+import tensorflow as tf
 
 from kerastl import distribute
 from kerastl.data.pipeline import epoch_order, pass_counter
@@ -414,6 +415,10 @@ def _steps_per_epoch(dataset) -> int:
     steps = int(dataset.cardinality())
     if steps > 0:
         return steps
+    if steps == int(tf.data.INFINITE_CARDINALITY):
+        raise UserInputError(
+            "The training dataset repeats forever, so an epoch has no end for the learning-rate "
+            "schedule. Pass a finite dataset (no .repeat()), or schedule='constant'.")
     return sum(1 for _ in dataset)  # unknown cardinality: count the batches once
 
 

@@ -32,7 +32,7 @@ def test_two_phases_history_and_best_metrics():
 
     result = ktl.fine_tune(_model(), train, val, head_epochs=2, epochs=2, callbacks=[Spy()],
                            cache_features=False, verbose=0, patience=None,
-                           unfreeze={"groups": 2})
+                           unfreeze={"groups": 2}, schedule="constant")
     h = result.history
     assert h["phase"] == [1, 1, 2, 2]
     assert h["epoch"] == [1, 2, 3, 4]
@@ -187,3 +187,35 @@ def test_l2_penalises_the_head_kernels_only():
     assert head.get_config()["kernel_regularizer"]["config"]["l2"] == pytest.approx(1e-3)
     with pytest.raises(ValueError, match="l2 must be a positive number"):
         ktl.fine_tune(_model(), train, head_epochs=1, epochs=0, l2=-1.0, verbose=0)
+
+
+def test_default_schedule_is_cosine_with_warmup_in_each_phase():
+    from kerastl.training.schedules import DEFAULT_SCHEDULE, WarmupCosine
+
+    assert DEFAULT_SCHEDULE == "cosine"
+    train, _, _ = _data()  # 3 batches an epoch
+    model = _model()
+    seen = []
+
+    class Rates(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            opt = self.model.optimizer
+            seen.append((opt.learning_rate.numpy().item(), type(opt._learning_rate)))
+
+    result = ktl.fine_tune(model, train, head_epochs=2, epochs=2, verbose=0, patience=None,
+                           cache_features=False, callbacks=[Rates()])
+    rates = [r for r, _ in seen]
+    assert all(kind is WarmupCosine for _, kind in seen)
+    phase1, phase2 = rates[:6], rates[6:]
+    assert len(phase2) == 6
+    # each phase: up to its own rate (1e-3, then 1e-4), then down
+    assert max(phase1) == pytest.approx(1e-3, rel=1e-5)
+    assert max(phase2) == pytest.approx(1e-4, rel=1e-5)
+    assert phase1[-1] < max(phase1) and phase2[-1] < max(phase2)
+    assert result.history["phase"] == [1, 1, 2, 2]
+
+
+def test_infinite_dataset_with_a_schedule_is_one_clear_error():
+    train, _, _ = _data()
+    with pytest.raises(ValueError, match="repeats forever"):
+        ktl.fine_tune(_model(), train.repeat(), head_epochs=1, epochs=0, verbose=0)
