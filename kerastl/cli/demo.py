@@ -28,8 +28,7 @@ def run(args) -> int:
     print(f"\nTest accuracy on {test['examples']} Fashion-MNIST test images: "
           f"{test['accuracy']:.4f}  ({config.train_per_class} training images per class, "
           f"{report['timings']['total']:.0f} s)")
-    for key in ("model", "report", "curves", "confusion_matrix"):
-        if key in files:
-            print(f"  {key:<17}{files[key]}")
+    for key, path in files.items():  # model, labels, report and every plot
+        print(f"  {key:<17}{path}")
     sys.stdout.flush()
     return 0

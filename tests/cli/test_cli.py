@@ -102,6 +102,8 @@ def test_demo_quick(tmp_path, capsys):
     assert report["counts"] == {"train": 100, "val": 50, "test": 100}
     assert 0.0 <= report["test_metrics"]["accuracy"] <= 1.0
     assert (tmp_path / "demo" / "confusion_matrix.png").exists()
+    for key in ("model", "labels", "report", "curves", "confusion_matrix", "errors"):
+        assert f"  {key:<17}{report['files'][key]}" in out  # every file written is listed
 
 
 def test_train_schedule_per_group_rates_and_gradual_unfreezing_flags(tmp_path, capsys):
