@@ -117,6 +117,9 @@ def cross_validate(build_fn: Callable[[], keras.Model], data, k: int = 5, *,
     Returns:
         A :class:`CrossValidationResult`: per-fold metrics (accuracy and macro F1,
         or MAE and MSE for regressors) and their mean and standard deviation.
+        The fold models are not kept: after scoring, each fold's traced graphs
+        are released (:class:`kerastl.memory.GraphRelease`), so k folds cost the
+        memory of one.
 
     Raises:
         ValueError: bad ``k`` or data, or ``fit_fn`` together with fine-tuning options.
