@@ -50,7 +50,7 @@ def _accuracy(model, dataset) -> float:
     return correct / max(total, 1)
 
 
-def run_pretrained(splits, size, seed, head_epochs, ft_epochs):
+def run_pretrained(splits, size, seed, head_epochs, ft_epochs, schedule):
     import keras
 
     import kerastl as ktl
@@ -58,7 +58,7 @@ def run_pretrained(splits, size, seed, head_epochs, ft_epochs):
     keras.utils.set_random_seed(seed)
     model = ktl.build_classifier(ktl.build_backbone("efficientnet_lite0", image_size=size), 10)
     result = ktl.fine_tune(model, splits.train, splits.val, head_epochs=head_epochs,
-                           epochs=ft_epochs, verbose=0)
+                           epochs=ft_epochs, schedule=schedule, verbose=0)
     return _accuracy(result.model, splits.test)
 
 
@@ -100,6 +100,8 @@ def main(argv=None) -> int:
                         help="pretrained: phase 1 (default: fine_tune's default)")
     parser.add_argument("--ft-epochs", type=int, default=10,
                         help="pretrained: phase 2, early stopping (default: fine_tune's default)")
+    parser.add_argument("--schedule", default=None,
+                        help="pretrained: fine_tune's schedule (default: fine_tune's default)")
     parser.add_argument("--scratch-epochs", type=int, default=30)
     parser.add_argument("--scratch-min-epochs", type=int, default=10)
     parser.add_argument("--patience", type=int, default=5, help="scratch early stopping")
@@ -124,8 +126,12 @@ def main(argv=None) -> int:
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, "
           f"GPUs {len(tf.config.list_physical_devices('GPU'))}; "
           f"TF {tf.__version__}, Keras {keras.__version__}")
+    from kerastl.training.schedules import DEFAULT_SCHEDULE
+
+    schedule = args.schedule or DEFAULT_SCHEDULE
     print(f"Fashion-MNIST, {image_size} px, test {10 * test_per_class} images; pretrained: "
-          f"fine_tune(head_epochs={args.head_epochs}, epochs={args.ft_epochs}); scratch: "
+          f"fine_tune(head_epochs={args.head_epochs}, epochs={args.ft_epochs}, "
+          f"schedule={schedule!r}); scratch: "
           f"Adam 1e-3 {args.scratch_min_epochs}..{args.scratch_epochs} epochs, "
           f"patience {args.patience} on val accuracy, BatchNorm momentum "
           f"{args.scratch_bn_momentum}")
@@ -139,7 +145,11 @@ def main(argv=None) -> int:
         with open(args.json) as fh:
             for line in fh:
                 row = json.loads(line)
-                if all(row.get(k) == v for k, v in settings.items()):
+                # rows written before the schedule was recorded used constant rates;
+                # scratch runs do not use fine_tune, so any schedule matches them
+                same_schedule = (row["kind"] == "scratch"
+                                 or row.get("schedule", "constant") == schedule)
+                if same_schedule and all(row.get(k) == v for k, v in settings.items()):
                     done[(row["per_class"], row["seed"], row["kind"])] = row["test_accuracy"]
     table: dict[int, dict[str, list[float]]] = {}
     for per_class in sizes:
@@ -160,7 +170,7 @@ def main(argv=None) -> int:
                 start = time.perf_counter()
                 if kind == "pretrained":
                     acc = run_pretrained(splits, image_size, seed, args.head_epochs,
-                                         args.ft_epochs)
+                                         args.ft_epochs, schedule)
                 else:
                     acc = run_scratch(splits, image_size, seed, args.scratch_epochs,
                                       args.patience, args.scratch_min_epochs,
@@ -174,6 +184,8 @@ def main(argv=None) -> int:
                     with open(args.json, "a") as fh:
                         fh.write(json.dumps(dict(settings, per_class=per_class, seed=seed,
                                                  kind=kind, test_accuracy=acc,
+                                                 schedule=schedule if kind == "pretrained"
+                                                 else None,
                                                  seconds=seconds)) + "\n")
     print(f"{'per class':>9}  {'pretrained':>17}  {'scratch':>17}  {'gain (pp)':>9}")
     gains = {}
