@@ -149,6 +149,13 @@ def run(args) -> int:
     if args.strategy:
         strategy = ktl.distribute.get_strategy(args.strategy)
         batch_size = ktl.distribute.global_batch_size(args.batch_size, strategy)
+    # Optimiser options fail before any data is read or folder created.
+    from kerastl.training.fine_tune import _OPTIMIZERS, momentum_option
+
+    if args.optimizer.lower() in _OPTIMIZERS:  # an unknown name gets its own error later
+        momentum_option(args.optimizer.lower(), args.momentum)
+    if args.l2 is not None and not args.l2 > 0:
+        raise UserInputError(f"--l2 must be a positive number (e.g. 1e-4). Received: {args.l2}")
     if args.mode == "feature-extraction" and args.augment not in (None, "none"):
         raise UserInputError("--augment has no effect with --mode feature-extraction (each "
                              "image is seen once); leave it out or use --mode fine-tune")

@@ -150,4 +150,6 @@ def test_train_optimizer_momentum_and_l2_flags(tmp_path, capsys):
     assert main(bad) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "momentum applies" in err[0]
-    assert not (tmp_path / "r2" / "model.keras").exists()
+    assert not (tmp_path / "r2").exists()  # refused before any folder was made
+    assert main(args[:-2] + ["--l2", "0", "--output", str(tmp_path / "r3")]) == 2
+    assert "--l2 must be a positive number" in capsys.readouterr().err
