@@ -63,6 +63,9 @@ def add_parser(subparsers) -> None:
                    help="early-stopping patience per phase (default: %(default)s)")
     p.add_argument("--weight-decay", type=float, default=None,
                    help="optimizer weight decay (default: 1e-4 for adamw, none otherwise)")
+    p.add_argument("--lr-find", action="store_true",
+                   help="run the learning-rate finder on the head first and use its "
+                        "suggestion instead of --lr (writes lr_find.png)")
     p.add_argument("--momentum", type=float, default=None,
                    help="momentum of --optimizer sgd (default 0.9) or rmsprop (default 0)")
     p.add_argument("--l2", type=float, default=None,
@@ -156,6 +159,10 @@ def run(args) -> int:
         momentum_option(args.optimizer.lower(), args.momentum)
     if args.l2 is not None and not args.l2 > 0:
         raise UserInputError(f"--l2 must be a positive number (e.g. 1e-4). Received: {args.l2}")
+    if args.mode == "feature-extraction" and args.lr_find:
+        raise UserInputError("--lr-find chooses a fine-tuning rate; feature extraction has "
+                             "none (its regulariser is --C). Leave it out or use --mode "
+                             "fine-tune")
     if args.mode == "feature-extraction" and args.augment not in (None, "none"):
         raise UserInputError("--augment has no effect with --mode feature-extraction (each "
                              "image is seen once); leave it out or use --mode fine-tune")
@@ -194,7 +201,7 @@ def _fine_tune_run(args, splits, output, weights, config, strategy) -> dict:
         optimizer=args.optimizer, patience=args.patience, strategy=strategy,
         backup_dir=args.backup_dir, mixed_precision=args.mixed_precision,
         weight_decay=args.weight_decay, label_smoothing=args.label_smoothing,
-        momentum=args.momentum, l2=args.l2, schedule=args.schedule, warmup=args.warmup,
+        momentum=args.momentum, l2=args.l2, lr_find=args.lr_find, schedule=args.schedule, warmup=args.warmup,
         layerwise_lr_decay=args.layerwise_lr_decay,
         gradual_unfreeze_every=args.gradual_unfreeze_every,
     )

@@ -80,7 +80,7 @@ def train_and_report(splits, *, backbone: str, output: str | os.PathLike, weight
                      fine_tune_learning_rate: float = 1e-4, unfreeze: dict | None = None,
                      dropout: float = 0.2, hidden_units=(), overwrite: bool = False,
                      verbose="auto", config: dict | None = None, strategy=None,
-                     **fine_tune_kwargs) -> dict:
+                     lr_find: bool = False, **fine_tune_kwargs) -> dict:
     """Fine-tune a classifier on ``splits`` and write everything a user wants to keep.
 
     Writes into ``output``: ``model.keras``, ``report.json`` (config, history,
@@ -91,6 +91,11 @@ def train_and_report(splits, *, backbone: str, output: str | os.PathLike, weight
     With a ``strategy`` (a name for :func:`kerastl.distribute.get_strategy` or a
     ``tf.distribute.Strategy``) the model is built in its scope and trained
     on all its replicas; in a cluster only the chief writes files.
+
+    With ``lr_find=True`` the learning-rate finder (:func:`kerastl.lr_find`)
+    first sweeps the head's rate on the frozen backbone; its suggestion
+    replaces ``learning_rate`` for phase 1, and ``lr_find.png`` and the
+    suggestions are added to the outputs.
 
     Returns:
         The report as a dict (also written to ``report.json``).
@@ -109,6 +114,18 @@ def train_and_report(splits, *, backbone: str, output: str | os.PathLike, weight
             build_backbone(backbone, weights=weights, image_size=splits.image_size),
             len(splits.class_names), dropout=dropout, hidden_units=tuple(hidden_units),
         )
+    found = None
+    if lr_find:
+        if strategy is not None:
+            raise UserInputError("lr_find cannot run under a distribution strategy yet; "
+                                 "run it without --strategy, then pass its rate as --lr.")
+        from kerastl.training.lr_finder import lr_find as find_rate
+
+        found = find_rate(model, splits.train, optimizer=fine_tune_kwargs.get("optimizer", "adam"),
+                          plot=output / "lr_find.png")
+        log.info("Learning-rate finder: phase-1 rate %.3g (was %.3g)", found.suggestion,
+                 learning_rate)
+        learning_rate = float(found.suggestion)
     result = fine_tune(model, splits.train, splits.val, head_epochs=head_epochs, epochs=epochs,
                        learning_rate=learning_rate,
                        fine_tune_learning_rate=fine_tune_learning_rate, unfreeze=unfreeze,
@@ -126,6 +143,10 @@ def train_and_report(splits, *, backbone: str, output: str | os.PathLike, weight
         "skipped_files": [list(item) for item in splits.skipped],
         "environment": environment(),
     }
+    if found is not None:
+        report["lr_find"] = {"suggestion": float(found.suggestion), "method": found.method,
+                             "suggestions": {k: float(v) for k, v in found.suggestions.items()},
+                             "steps": len(found.learning_rates)}
     evaluation_split = None
     for split_name in ("val", "test"):
         dataset = getattr(splits, split_name)
@@ -144,6 +165,8 @@ def train_and_report(splits, *, backbone: str, output: str | os.PathLike, weight
     files["report"] = output / "report.json"
     files["curves"] = plot_history(result.history, output / "curves.png",
                                    title=f"{backbone}: training curves")
+    if found is not None and found.plot:
+        files["lr_find"] = pathlib.Path(found.plot)
     if evaluation_split:
         files["confusion_matrix"] = plot_confusion_matrix(
             report[f"{evaluation_split}_metrics"]["confusion_matrix"], splits.class_names,

@@ -153,3 +153,22 @@ def test_train_optimizer_momentum_and_l2_flags(tmp_path, capsys):
     assert not (tmp_path / "r2").exists()  # refused before any folder was made
     assert main(args[:-2] + ["--l2", "0", "--output", str(tmp_path / "r3")]) == 2
     assert "--l2 must be a positive number" in capsys.readouterr().err
+
+
+def test_train_lr_find_writes_its_plot_and_uses_the_suggestion(tmp_path, capsys):
+    data = _folder(tmp_path / "data")
+    out = tmp_path / "run"
+    args = ["train", str(data), "--backbone", "mobilenet_v2", "--weights", "none",
+            "--image-size", "32", "--head-epochs", "1", "--epochs", "1", "--batch-size", "4",
+            "--validation-split", "0.25", "--schedule", "constant", "--lr-find",
+            "--output", str(out)]
+    assert main(args) == 0
+    report = json.loads((out / "report.json").read_text())
+    found = report["lr_find"]
+    assert 1e-7 <= found["suggestion"] <= 10.0 and found["steps"] >= 5
+    assert report["history"]["learning_rate"][0] == pytest.approx(found["suggestion"], rel=1e-5)
+    assert (out / "lr_find.png").stat().st_size > 0
+    assert report["files"]["lr_find"] == str(out / "lr_find.png")
+    bad = args[:-2] + ["--mode", "feature-extraction", "--output", str(tmp_path / "r2")]
+    assert main(bad) == 2
+    assert "--lr-find chooses a fine-tuning rate" in capsys.readouterr().err
