@@ -63,12 +63,10 @@ class EpochClock:
 
 
 def _accuracy(model, dataset) -> float:
-    correct = total = 0
-    for images, labels in dataset:
-        predicted = np.argmax(np.asarray(model(images, training=False)), axis=1)
-        correct += int(np.sum(predicted == np.asarray(labels)))
-        total += len(predicted)
-    return correct / max(total, 1)
+    from kerastl.reports.report import predict_dataset
+
+    probs, labels = predict_dataset(model, dataset)
+    return float(np.mean(probs.argmax(axis=1) == labels)) if len(labels) else 0.0
 
 
 def run_baseline(splits, size, head_epochs, ft_epochs, seed):

@@ -42,12 +42,10 @@ import numpy as np  # noqa: E402
 
 
 def _accuracy(model, dataset) -> float:
-    correct = total = 0
-    for images, labels in dataset:
-        predicted = np.argmax(np.asarray(model(images, training=False)), axis=1)
-        correct += int(np.sum(predicted == np.asarray(labels)))
-        total += len(predicted)
-    return correct / max(total, 1)
+    from kerastl.reports.report import predict_dataset
+
+    probs, labels = predict_dataset(model, dataset)
+    return float(np.mean(probs.argmax(axis=1) == labels)) if len(labels) else 0.0
 
 
 def run_pretrained(splits, size, seed, head_epochs, ft_epochs, schedule):
