@@ -20,6 +20,12 @@ def _folder(root, classes=("cat", "dog"), per_class=8, size=24):
     return root
 
 
+
+def _train_args(data, *flags) -> list[str]:
+    """``kerastl train`` on the tiny folder: MobileNetV2, no weights, 32 px, then ``flags``."""
+    return ["train", str(data), "--backbone", "mobilenet_v2", "--weights", "none",
+            "--image-size", "32", *flags]
+
 def test_train_missing_folder_is_one_line_exit_2(capsys):
     assert main(["train", "/nonexistent"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -69,9 +75,8 @@ def test_train_writes_model_report_and_plots(tmp_path, capsys):
 
     data = _folder(tmp_path / "data")
     out = tmp_path / "run"
-    args = ["train", str(data), "--backbone", "mobilenet_v2", "--weights", "none",
-            "--image-size", "32", "--head-epochs", "2", "--epochs", "1", "--batch-size", "4",
-            "--validation-split", "0.25", "--output", str(out)]
+    args = _train_args(data, "--head-epochs", "2", "--epochs", "1", "--batch-size", "4",
+                       "--validation-split", "0.25", "--output", str(out))
     assert main(args) == 0
     for name in ("model.keras", "report.json", "curves.png", "confusion_matrix.png"):
         assert (out / name).stat().st_size > 0, name
@@ -109,11 +114,10 @@ def test_demo_quick(tmp_path, capsys):
 def test_train_schedule_per_group_rates_and_gradual_unfreezing_flags(tmp_path, capsys):
     data = _folder(tmp_path / "data")
     out = tmp_path / "run"
-    args = ["train", str(data), "--backbone", "mobilenet_v2", "--weights", "none",
-            "--image-size", "32", "--head-epochs", "1", "--epochs", "3", "--batch-size", "4",
-            "--validation-split", "0.25", "--schedule", "onecycle", "--warmup", "0.3",
-            "--layerwise-lr-decay", "0.5", "--gradual-unfreeze-every", "1",
-            "--unfreeze-groups", "3", "--patience", "10", "--output", str(out)]
+    args = _train_args(data, "--head-epochs", "1", "--epochs", "3", "--batch-size", "4",
+                       "--validation-split", "0.25", "--schedule", "onecycle", "--warmup", "0.3",
+                       "--layerwise-lr-decay", "0.5", "--gradual-unfreeze-every", "1",
+                       "--unfreeze-groups", "3", "--patience", "10", "--output", str(out))
     assert main(args) == 0
     report = json.loads((out / "report.json").read_text())
     config = report["config"]
@@ -133,10 +137,9 @@ def test_train_schedule_per_group_rates_and_gradual_unfreezing_flags(tmp_path, c
 def test_train_optimizer_momentum_and_l2_flags(tmp_path, capsys):
     data = _folder(tmp_path / "data")
     out = tmp_path / "run"
-    args = ["train", str(data), "--backbone", "mobilenet_v2", "--weights", "none",
-            "--image-size", "32", "--head-epochs", "1", "--epochs", "1", "--batch-size", "4",
-            "--validation-split", "0.25", "--optimizer", "sgd", "--momentum", "0.8",
-            "--l2", "1e-4", "--output", str(out)]
+    args = _train_args(data, "--head-epochs", "1", "--epochs", "1", "--batch-size", "4",
+                       "--validation-split", "0.25", "--optimizer", "sgd", "--momentum", "0.8",
+                       "--l2", "1e-4", "--output", str(out))
     assert main(args) == 0
     config = json.loads((out / "report.json").read_text())["config"]
     assert (config["optimizer"], config["momentum"], config["l2"]) == ("sgd", 0.8, 1e-4)
@@ -158,10 +161,9 @@ def test_train_optimizer_momentum_and_l2_flags(tmp_path, capsys):
 def test_train_lr_find_writes_its_plot_and_uses_the_suggestion(tmp_path, capsys):
     data = _folder(tmp_path / "data")
     out = tmp_path / "run"
-    args = ["train", str(data), "--backbone", "mobilenet_v2", "--weights", "none",
-            "--image-size", "32", "--head-epochs", "1", "--epochs", "1", "--batch-size", "4",
-            "--validation-split", "0.25", "--schedule", "constant", "--lr-find",
-            "--output", str(out)]
+    args = _train_args(data, "--head-epochs", "1", "--epochs", "1", "--batch-size", "4",
+                       "--validation-split", "0.25", "--schedule", "constant", "--lr-find",
+                       "--output", str(out))
     assert main(args) == 0
     report = json.loads((out / "report.json").read_text())
     found = report["lr_find"]
