@@ -201,7 +201,8 @@ def _fine_tune_run(args, splits, output, weights, config, strategy) -> dict:
         optimizer=args.optimizer, patience=args.patience, strategy=strategy,
         backup_dir=args.backup_dir, mixed_precision=args.mixed_precision,
         weight_decay=args.weight_decay, label_smoothing=args.label_smoothing,
-        momentum=args.momentum, l2=args.l2, lr_find=args.lr_find, schedule=args.schedule, warmup=args.warmup,
+        momentum=args.momentum, l2=args.l2, lr_find=args.lr_find,
+        schedule=args.schedule, warmup=args.warmup,
         layerwise_lr_decay=args.layerwise_lr_decay,
         gradual_unfreeze_every=args.gradual_unfreeze_every,
     )

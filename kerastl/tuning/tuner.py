@@ -17,7 +17,6 @@ What it adds to ``keras_tuner.Tuner``:
 
 from __future__ import annotations
 
-import gc
 import json
 import logging
 import os
@@ -27,10 +26,9 @@ import sys
 import tempfile
 import time
 
-import keras
 import keras_tuner as kt
 
-from kerastl.memory import GraphRelease, trim_heap
+from kerastl.memory import GraphRelease
 
 log = logging.getLogger(__name__)
 
@@ -74,18 +72,6 @@ class BayesianOptimizationOracle(_AtomicSaves, kt.oracles.BayesianOptimizationOr
 
 class GridSearchOracle(_AtomicSaves, kt.oracles.GridSearchOracle):
     """KerasTuner's grid-search oracle with atomic saves."""
-
-
-def release_memory() -> None:
-    """Drop Keras' global state and collect garbage; give freed heap back to the OS.
-
-    Prefer :class:`kerastl.memory.GraphRelease` around a block of work: it
-    also frees the block's traced graphs, which TensorFlow's gradient
-    registry keeps alive otherwise.
-    """
-    keras.backend.clear_session()
-    gc.collect()
-    trim_heap()
 
 
 class KerastlTuner(kt.Tuner):
@@ -167,12 +153,9 @@ class KerastlTuner(kt.Tuner):
     def on_trial_end(self, trial):
         super().on_trial_end(trial)
         self.trials_run.append(trial.trial_id)
-        graphs = getattr(self, "_graphs", None)
-        if graphs is not None:  # the trial's models are gone: free their traced graphs too
-            graphs.release()
-            self._graphs = None
-        else:
-            release_memory()
+        # The trial's models are gone: clear_session, their traced graphs, gc.
+        (getattr(self, "_graphs", None) or GraphRelease()).release()
+        self._graphs = None
         if self.trial_callback is not None:
             self.trial_callback({"trial_id": trial.trial_id, "status": trial.status,
                                  "trials_run": len(self.trials_run)})
