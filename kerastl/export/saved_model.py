@@ -39,13 +39,14 @@ from kerastl.export.signatures import (
     model_image_size,
 )
 from kerastl.models import task_of
+from kerastl.paths import NAME_PATTERN, check_name
 
 log = logging.getLogger(__name__)
 
 MODELS_CONFIG = "models.config"
 METADATA_FILE = "kerastl.json"
 LABELS_FILE = "labels.txt"
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_NAME = NAME_PATTERN  # the one rule for names that become folders (kerastl.paths)
 _LEFTOVER = re.compile(r"^\.(incomplete|replaced)-(\d+)-(\d+)-[0-9a-f]+$")
 
 
@@ -214,10 +215,7 @@ def export_saved_model(model: keras.Model, base_dir: str | os.PathLike = "SavedM
     """
     if not isinstance(model, keras.Model):
         raise UserInputError(f"model must be a keras.Model. Received: {type(model).__name__}")
-    if not isinstance(name, str) or not _NAME.match(name):
-        raise UserInputError(
-            "name must be a folder-safe model name (letters, digits, '_', '-', '.', not "
-            f"starting with '.' or '-'). Received: name={name!r}")
+    check_name(name, what="name", kind="model name")
     if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
         raise UserInputError(f"top_k must be a positive int. Received: top_k={top_k!r}")
     version = _check_version(version)
