@@ -6,6 +6,7 @@ import pathlib
 import re
 
 from kerastl.errors import UserInputError
+from kerastl.paths import is_safe_name
 from kerastl.training.schedules import DEFAULT_SCHEDULE
 
 # Defaults are defined once here and reused as flag defaults.
@@ -170,7 +171,9 @@ def run(args) -> int:
                                    validation_split=args.validation_split, seed=args.seed,
                                    augment=args.augment, deterministic=args.deterministic)
     safe_name = re.sub(r"[^A-Za-z0-9_.-]+", "_", spec.name.removeprefix("hub:")).strip("_")
-    output = args.output or next_free_dir(f"runs/{safe_name or 'hub'}")
+    if not is_safe_name(safe_name):  # e.g. a hub handle "..": never a path out of runs/
+        safe_name = "hub"
+    output = args.output or next_free_dir(f"runs/{safe_name}")
     config = {k: (str(v) if isinstance(v, pathlib.Path) else v)
               for k, v in vars(args).items() if k != "func"}
     from kerastl.transfer.run import choose_mode, feature_extraction_and_report
