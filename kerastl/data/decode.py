@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from kerastl.data import header as header_lib
 from kerastl.errors import UserInputError
 
 RESIZE_MODES = ("stretch", "crop", "pad", "random_crop")
@@ -160,3 +161,152 @@ def central_crop_batch(images: tf.Tensor, image_size: tuple[int, int]) -> tf.Ten
     top = (shape[1] - h) // 2
     left = (shape[2] - w) // 2
     return images[:, top:top + h, left:left + w]
+
+
+# --- The pixel budget in core TF ops (same rules as kerastl.data.header) -----------------
+
+
+def _bytes_at(data: tf.Tensor, pos, n: int) -> tf.Tensor:
+    """``n`` bytes of ``data`` from ``pos`` as int64, zero past the end (never fails)."""
+    pos = tf.clip_by_value(tf.cast(pos, tf.int32), 0, tf.strings.length(data))
+    window = tf.strings.join([tf.strings.substr(data, pos, n), b"\0" * n])
+    return tf.cast(tf.io.decode_raw(tf.strings.substr(window, 0, n), tf.uint8), tf.int64)
+
+
+def _int(b: tf.Tensor, start: int, n: int, big_endian: bool = False) -> tf.Tensor:
+    order = range(n) if not big_endian else range(n - 1, -1, -1)
+    return sum(b[start + i] * (1 << (8 * k)) for k, i in enumerate(order))
+
+
+def _color_table(packed: tf.Tensor) -> tf.Tensor:
+    # Bit 7 set: a table of 2 ** (size + 1) RGB entries follows.
+    return tf.where(packed >= 0x80, 3 * tf.bitwise.left_shift(tf.constant(2, tf.int64),
+                                                              packed % 8), 0)
+
+
+def _gif_pixels(data: tf.Tensor, length: tf.Tensor) -> tf.Tensor:
+    head = _bytes_at(data, 0, 13)
+    screen_w, screen_h = _int(head, 6, 2), _int(head, 8, 2)
+    start = 13 + _color_table(head[10])
+    zero = tf.constant(0, tf.int64)
+
+    def body(pos, in_blocks, total, max_w, max_h, done):
+        b = _bytes_at(data, pos, 10)
+        is_image = tf.logical_and(tf.logical_not(in_blocks), tf.equal(b[0], 0x2C))
+        image_fits = pos + 10 <= length
+        is_ext = tf.logical_and(tf.logical_not(in_blocks), tf.equal(b[0], 0x21))
+        w, h = _int(b, 5, 2), _int(b, 7, 2)
+        counted = tf.logical_and(is_image, image_fits)
+        new_pos = tf.where(in_blocks, pos + 1 + b[0],
+                           tf.where(is_image, pos + 11 + _color_table(b[9]), pos + 2))
+        new_in_blocks = tf.where(in_blocks, b[0] > 0, tf.logical_or(is_image, is_ext))
+        stop = tf.logical_and(tf.logical_not(in_blocks), tf.logical_not(
+            tf.logical_or(counted, is_ext)))
+        return (tf.where(stop, pos, new_pos), tf.where(stop, in_blocks, new_in_blocks),
+                total + tf.where(counted, w * h, zero),
+                tf.where(counted, tf.maximum(max_w, w), max_w),
+                tf.where(counted, tf.maximum(max_h, h), max_h), stop)
+
+    def cond(pos, in_blocks, total, max_w, max_h, done):
+        return tf.logical_and(tf.logical_not(done), pos < length)
+
+    _, _, total, max_w, max_h, _ = tf.while_loop(
+        cond, body, (start, tf.constant(False), zero, zero, zero, tf.constant(False)))
+    canvas = tf.maximum(screen_w, max_w) * tf.maximum(screen_h, max_h)
+    return tf.where(length < 13, tf.constant(-1, tf.int64), tf.maximum(canvas, total))
+
+
+def header_pixels(data: tf.Tensor) -> tf.Tensor:
+    """Pixels an encoded image declares, read from its header in core TF ops.
+
+    The graph twin of :func:`kerastl.data.header.read_header` (same rules,
+    same numbers): PNG IHDR, JPEG frame header (``tf.image.extract_jpeg_shape``,
+    which reads markers only, progressive JPEGs included), GIF (the larger of
+    the canvas and the sum of every frame's area, as TensorFlow's GIF decoder
+    rasterises every frame), BMP and WebP (VP8, VP8L, VP8X) parsed with
+    ``tf.strings.substr`` and ``tf.io.decode_raw``. Nothing is decoded, so it is
+    safe on hostile input inside a serving graph.
+
+    Args:
+        data: a scalar ``tf.string``, the encoded file (map over a batch with
+            ``tf.map_fn``).
+
+    Returns:
+        Scalar ``int64``: height x width (GIF: see above); ``-1`` when ``data``
+        is not a JPEG, PNG, GIF, BMP or WebP file or its header is cut short
+        (the decoder then fails with its own error). A JPEG whose markers
+        libjpeg cannot read raises ``InvalidArgumentError``, as decoding would.
+
+    Example:
+        >>> header_pixels(tf.io.read_file("bomb.png"))  # 20000x20000 declared
+        <tf.Tensor: shape=(), dtype=int64, numpy=400000000>
+    """
+    data = tf.convert_to_tensor(data, tf.string)
+    length = tf.cast(tf.strings.length(data), tf.int64)
+    head = _bytes_at(data, 0, 32)
+    minus_one = tf.constant(-1, tf.int64)
+
+    def starts(offset, magic):
+        return tf.reduce_all(tf.equal(head[offset:offset + len(magic)], list(magic)))
+
+    def png():
+        ok = tf.logical_and(length >= 24, starts(12, b"IHDR"))
+        return tf.where(ok, _int(head, 16, 4, True) * _int(head, 20, 4, True), minus_one)
+
+    def jpeg():
+        shape = tf.cast(tf.image.extract_jpeg_shape(data), tf.int64)
+        return shape[0] * shape[1]
+
+    def bmp():
+        def signed(v):
+            return tf.abs(tf.where(v >= 1 << 31, v - (1 << 32), v))
+
+        core = tf.equal(_int(head, 14, 4), 12)
+        pixels = tf.where(core, _int(head, 18, 2) * _int(head, 20, 2),
+                          signed(_int(head, 18, 4)) * signed(_int(head, 22, 4)))
+        return tf.where(length >= 26, pixels, minus_one)
+
+    def webp():
+        lossy = tf.logical_and(starts(12, b"VP8 "), starts(23, b"\x9d\x01\x2a"))
+        lossy_px = (_int(head, 26, 2) % 0x4000) * (_int(head, 28, 2) % 0x4000)
+        lossless = tf.logical_and(starts(12, b"VP8L"), tf.equal(head[20], 0x2F))
+        # 14-bit width - 1, then 14-bit height - 1, little-endian bit order.
+        w = 1 + head[21] + (head[22] % 64) * 256
+        h = 1 + head[22] // 64 + head[23] * 4 + (head[24] % 16) * 1024
+        extended = starts(12, b"VP8X")
+        ext_px = (1 + _int(head, 24, 3)) * (1 + _int(head, 27, 3))
+        pixels = tf.where(lossy, lossy_px, tf.where(lossless, w * h, tf.where(
+            extended, ext_px, minus_one)))
+        return tf.where(length >= 30, pixels, minus_one)
+
+    branches = {"JPEG": jpeg, "PNG": png, "GIF": lambda: _gif_pixels(data, length),
+                "BMP": bmp, "WEBP": webp}
+    # The first matching magic wins, as in sniff_format (and decode_image).
+    index = tf.constant(len(header_lib.MAGIC), tf.int32)
+    for i, (_, offset, magic) in reversed(list(enumerate(header_lib.MAGIC))):
+        index = tf.where(starts(offset, magic), tf.constant(i, tf.int32), index)
+    return tf.switch_case(index, [branches[fmt] for fmt, _, _ in header_lib.MAGIC]
+                          + [lambda: minus_one])
+
+
+def assert_pixels(data: tf.Tensor, max_pixels: int | None = None,
+                  name: tf.Tensor | str = "image") -> tf.Operation:
+    """A graph assertion that ``data`` declares at most ``max_pixels`` pixels.
+
+    Run the decode under ``tf.control_dependencies([assert_pixels(...)])``: an
+    image over the limit fails with ``InvalidArgumentError`` whose message is
+    one line, ``"<name>: image declares N pixels, over the limit of M pixels
+    (max_pixels=M) ..."``, before anything is allocated.
+
+    Args:
+        data: scalar ``tf.string``, the encoded file.
+        max_pixels: the limit; None: ``$KERASTL_MAX_PIXELS`` or the default,
+            resolved when the graph is built (an exported model keeps it).
+        name: what to call the image in the message (a string or a string tensor).
+    """
+    limit = header_lib.resolve_max_pixels(max_pixels)
+    pixels = header_pixels(data)
+    message = tf.strings.format(
+        "{}: image declares {} pixels, over the limit of {} pixels (max_pixels={}); it may be "
+        "a decompression bomb", [name, pixels, limit, limit])
+    return tf.debugging.Assert(pixels <= limit, [message])

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 
 import numpy as np
 
 from kerastl.data import augment as augment_lib
-from kerastl.data import decode, pipeline, validate
+from kerastl.data import decode, header, pipeline, validate
 from kerastl.data.labels_csv import read_labels_csv
-from kerastl.data.splits import Splits, check_source_options, stratified_split
+from kerastl.data.splits import Splits, check_class_name, check_source_options, stratified_split
 from kerastl.errors import DataError, UserInputError
 
 log = logging.getLogger(__name__)
@@ -24,21 +25,83 @@ def _hidden(name: str) -> bool:
     return name.startswith(".") or name.startswith("__")
 
 
-def _walk(folder: str, follow_links: bool) -> list[str]:
-    """All non-hidden files under ``folder``, sorted."""
+def _points_above(path: str) -> bool:
+    """True for a symbolic link to the folder holding it or to one of that folder's ancestors."""
+    if not os.path.islink(path):
+        return False
+    target = os.path.realpath(path)
+    here = os.path.realpath(os.path.dirname(path))
+    return here == target or here.startswith(target.rstrip(os.sep) + os.sep)
+
+
+def _warn_link(path: str) -> None:
+    log.warning("Skipping %s: a symbolic link to %s, which contains it (a loop); not "
+                "followed", path, os.path.realpath(path))
+
+
+def _regular_or_reason(path: str) -> str | None:
+    """None for a regular file (links followed), else why it is skipped; never opens it."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as err:
+        return f"cannot read file: {err.strerror or err}"
+    if stat.S_ISREG(mode):
+        return None
+    return f"not a regular file ({header.file_kind(mode)}); never opened"
+
+
+def _walk(folder: str, follow_links: bool, skipped: list) -> list[str]:
+    """All non-hidden regular files under ``folder``, sorted; FIFOs, devices... go to ``skipped``.
+
+    With ``follow_links``, a linked folder already walked (a loop, or a
+    duplicate) is skipped with a warning.
+    """
     found = []
+    seen = {os.path.realpath(folder)}
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=follow_links):
-        dirnames[:] = sorted(d for d in dirnames if not _hidden(d))
-        found.extend(os.path.join(dirpath, f) for f in sorted(filenames) if not _hidden(f))
+        kept = []
+        for d in sorted(d for d in dirnames if not _hidden(d)):
+            path = os.path.join(dirpath, d)
+            real = os.path.realpath(path)
+            if follow_links and os.path.islink(path) and real in seen:
+                _warn_link(path)
+                continue
+            seen.add(real)
+            kept.append(d)
+        dirnames[:] = kept
+        for name in sorted(f for f in filenames if not _hidden(f)):
+            path = os.path.join(dirpath, name)
+            reason = _regular_or_reason(path)
+            if reason is None:
+                found.append(path)
+            else:
+                skipped.append((path, reason))
     return found
 
 
 def _is_image_name(path: str) -> bool:
-    return os.path.splitext(path)[1].lower() in validate.IMAGE_EXTENSIONS
+    return os.path.splitext(path)[1].lower() in header.FOLDER_EXTENSIONS
+
+
+def _class_entries(folder: str, warn: bool) -> list[os.DirEntry]:
+    """Non-hidden subfolders of ``folder`` (links to an enclosing folder left out), by name."""
+    out = []
+    for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+        if _hidden(entry.name) or not entry.is_dir():
+            continue
+        if _points_above(entry.path):
+            if warn:
+                _warn_link(entry.path)
+            continue
+        out.append(entry)
+    return out
 
 
 def _class_dirs(folder: str) -> list[str]:
-    return sorted(e.name for e in os.scandir(folder) if e.is_dir() and not _hidden(e.name))
+    names = [e.name for e in _class_entries(folder, warn=False)]
+    for name in names:
+        check_class_name(name, f"class folder in {folder!r}")
+    return names
 
 
 def _find_split_dirs(root: str) -> dict[str, str]:
@@ -56,19 +119,18 @@ def _list_class_folder(folder: str, class_names: list[str], follow_links: bool,
                        skipped: list) -> tuple[list[str], list[int]]:
     """``(paths, labels)`` of image-named files under ``folder/<class>/``."""
     index = {c: i for i, c in enumerate(class_names)}
-    paths, labels = [], []
     for entry in sorted(os.scandir(folder), key=lambda e: e.name):
-        if _hidden(entry.name):
-            continue
-        if entry.is_file():
-            skipped.append((entry.path, "not inside a class subfolder"))
-            continue
+        if not _hidden(entry.name) and not entry.is_dir():
+            skipped.append((entry.path, _regular_or_reason(entry.path)
+                            or "not inside a class subfolder"))
+    paths, labels = [], []
+    for entry in _class_entries(folder, warn=True):
         if entry.name not in index:
             raise DataError(
                 f"Class folder {entry.path!r} is not among the training classes "
                 f"{class_names}. Every split needs the same class subfolders."
             )
-        for path in _walk(entry.path, follow_links):
+        for path in _walk(entry.path, follow_links, skipped):
             if _is_image_name(path):
                 paths.append(path)
                 labels.append(index[entry.name])
@@ -80,7 +142,7 @@ def _list_class_folder(folder: str, class_names: list[str], follow_links: bool,
 def _unsupported(path: str) -> str:
     ext = os.path.splitext(path)[1] or "(no extension)"
     return (f"unsupported file type {ext!r} (images must be one of "
-            f"{', '.join(validate.IMAGE_EXTENSIONS)})")
+            f"{', '.join(header.FOLDER_EXTENSIONS)})")
 
 
 def _from_csv(root, labels_csv, follow_links, skipped):
@@ -91,8 +153,12 @@ def _from_csv(root, labels_csv, follow_links, skipped):
     has_split = any(split for _, _, split in rows)
     for path, tags, split in rows:
         listed.add(path)
-        if not os.path.isfile(path):
+        if not os.path.exists(path):
             skipped.append((path, "listed in labels_csv but the file does not exist"))
+            continue
+        reason = _regular_or_reason(path)
+        if reason is not None:
+            skipped.append((path, reason))
             continue
         hot = np.zeros(len(class_names), dtype=np.int32)
         hot[[index[t] for t in tags]] = 1
@@ -100,7 +166,7 @@ def _from_csv(root, labels_csv, follow_links, skipped):
         table[split or "train"][1].append(hot)
     csv_abs = os.path.abspath(labels_csv if os.path.isabs(labels_csv)
                               else os.path.join(root, labels_csv))
-    for path in _walk(root, follow_links):
+    for path in _walk(root, follow_links, []):
         norm = os.path.normpath(path)
         if norm not in listed and os.path.abspath(path) != csv_abs and _is_image_name(path):
             skipped.append((path, "image not listed in labels_csv"))
@@ -118,7 +184,7 @@ def image_folder(path: str | os.PathLike, *, image_size, batch_size: int = 32,
                  validation_split: float = 0.2, seed: int = 1337, augment=None,
                  resize: str = "stretch", cache="auto", labels_csv: str | None = None,
                  shuffle: bool = True, deterministic: bool = False,
-                 augment_on: str = "data", max_pixels: int = validate.DEFAULT_MAX_PIXELS,
+                 augment_on: str = "data", max_pixels: int | None = None,
                  follow_links: bool = False, verbose="auto") -> Splits:
     """Load a folder of images as train/val/test datasets, skipping bad files.
 
@@ -127,6 +193,8 @@ def image_folder(path: str | os.PathLike, *, image_size, batch_size: int = 32,
     ``valid/``, ``validation/``) and ``test/``; or any files listed in a
     ``labels_csv`` (multi-label). Class names are the sorted folder names.
 
+    Only regular files are read: FIFOs, devices and sockets are skipped with
+    a reason, never opened. A class folder name must be one printable line.
     Every file is checked up front, in parallel: a cheap header check first
     (a file declaring more than ``max_pixels`` is refused without decoding it),
     then one decode. Unreadable files are logged and listed in
@@ -154,8 +222,11 @@ def image_folder(path: str | os.PathLike, *, image_size, batch_size: int = 32,
         augment_on: ``"data"`` (in tf.data, on the CPU) or ``"model"`` (no
             augmentation in the pipeline; ``Splits.augmentation`` holds the
             Keras layers to put in the model).
-        max_pixels: refuse images declaring more pixels (decompression bombs).
-        follow_links: follow symbolic links to folders.
+        max_pixels: refuse images whose header declares more pixels
+            (decompression bombs); None: ``$KERASTL_MAX_PIXELS`` or 89,478,485
+            (Pillow's default).
+        follow_links: follow symbolic links to folders inside class folders
+            (a link to a folder that contains it is never followed).
         verbose: progress bar for the file check; ``"auto"`` shows it above
             5000 files.
 
@@ -173,6 +244,7 @@ def image_folder(path: str | os.PathLike, *, image_size, batch_size: int = 32,
     if not os.path.isdir(root):
         raise UserInputError(f"Image folder not found or not a folder: {root!r}")
     size, fraction = check_source_options(image_size, resize, validation_split, batch_size)
+    max_pixels = header.resolve_max_pixels(max_pixels)
     augment, model_augmentation = augment_lib.place_augmentation(augment, augment_on, seed)
 
     skipped: list[tuple[str, str]] = []

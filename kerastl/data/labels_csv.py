@@ -6,6 +6,7 @@ import csv
 import os
 import re
 
+from kerastl.data.splits import check_class_name
 from kerastl.errors import DataError, UserInputError
 
 _TAG_COLUMNS = ("labels", "label", "tags", "classes")
@@ -85,4 +86,6 @@ def read_labels_csv(csv_path: str, root: str):
         names |= {header[i] for i in class_cols}
     if not out:
         raise DataError(f"labels_csv {csv_path!r} lists no files.")
+    for name in names:
+        check_class_name(name, f"class in labels_csv {csv_path!r}")
     return out, sorted(names)

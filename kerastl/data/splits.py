@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from kerastl.errors import UserInputError
+from kerastl.errors import DataError, UserInputError
 
 
 @dataclasses.dataclass
@@ -64,6 +64,27 @@ def check_batch_size(batch_size) -> int:
     if not isinstance(batch_size, int) or batch_size < 1:
         raise UserInputError(f"batch_size must be a positive int. Received: {batch_size!r}")
     return batch_size
+
+
+_BAD_NAME_CATEGORIES = ("Cc", "Cs", "Zl", "Zp")  # control, undecodable, line breaks
+
+
+def check_class_name(name: str, where: str = "class name") -> str:
+    """``name`` if it is one printable line (it becomes a line of labels.txt), else a clear error.
+
+    Raises:
+        DataError: the name is empty, holds a newline, a control character or
+            bytes that are not text, or starts or ends with white space.
+    """
+    import unicodedata
+
+    bad = [c for c in name if unicodedata.category(c) in _BAD_NAME_CATEGORIES]
+    if not name or bad or name != name.strip():
+        why = (f"holds {', '.join(sorted({repr(c) for c in bad}))}" if bad
+               else "is empty" if not name else "starts or ends with white space")
+        raise DataError(f"The {where} {name!r} {why}; a class name must be one printable line "
+                        "(it becomes a line of labels.txt). Rename it.")
+    return name
 
 
 def check_source_options(image_size, resize: str, validation_split: float, batch_size):

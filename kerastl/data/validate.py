@@ -1,8 +1,10 @@
 """Check image files up front, in parallel, so a dirty folder never crashes ``fit``.
 
-Each file gets a cheap header check first (format and dimensions, read with
-Pillow without decoding pixels), so a "decompression bomb" that declares
-30000x30000 pixels is refused before anything is allocated. Files that pass
+Each file gets a cheap header check first (format and dimensions, read
+without decoding pixels by :mod:`kerastl.data.header`, or Pillow for the
+formats TensorFlow does not read), so a "decompression bomb" that declares
+30000x30000 pixels is refused before anything is allocated. Only regular
+files are opened: a FIFO named ``x.png`` would block the reader. Files that pass
 are then decoded once by the same TensorFlow op the pipeline uses; a file
 TensorFlow cannot decode but Pillow can (1-bit BMP, TIFF, ...) is converted
 to PNG bytes held in memory, so it is still used. GIFs always take the
@@ -23,15 +25,15 @@ import warnings
 import numpy as np
 import tensorflow as tf
 
+from kerastl.data import header as header_lib
+from kerastl.data.header import DEFAULT_MAX_PIXELS, FOLDER_EXTENSIONS
 from kerastl.errors import UserInputError
 
 log = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".gif", ".webp",
-                    ".tif", ".tiff")
-# Pillow's own default bomb limit (about 89 megapixels).
-DEFAULT_MAX_PIXELS = 89_478_485
-_MAX_GIF_FRAMES_READ = 1
+IMAGE_EXTENSIONS = FOLDER_EXTENSIONS  # the data layer's one list (kerastl.data.header)
+__all__ = ["DEFAULT_MAX_PIXELS", "IMAGE_EXTENSIONS", "CheckedFile", "check_file",
+           "check_files", "log_skipped"]
 
 
 @dataclasses.dataclass
@@ -51,8 +53,8 @@ class CheckedFile:
     fmt: str = ""
 
 
-def _header(file, max_pixels: int):
-    """Return ``(PIL image, None)`` or ``(None, reason)`` reading the header only."""
+def _pil_header(file, max_pixels: int):
+    """``(PIL image, None)`` or ``(None, reason)`` for what kerastl's header reader cannot read."""
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -63,20 +65,33 @@ def _header(file, max_pixels: int):
     except Image.DecompressionBombError as err:
         found = re.search(r"\((\d+) pixels\)", str(err))
         pixels = f"{found.group(1)} pixels" if found else "too many pixels"
-        return None, (f"decompression bomb refused: the header declares {pixels}, over the "
-                      f"max_pixels limit of {max_pixels}")
+        return None, (f"image declares {pixels}, over Pillow's limit; it may be a "
+                      "decompression bomb")
     except UnidentifiedImageError:
         return None, "not an image (unrecognised file content)"
     except (OSError, ValueError, SyntaxError) as err:
         return None, f"truncated or corrupt image header ({err})"
     width, height = image.size
-    if width < 1 or height < 1:
-        return None, f"image declares an empty size {width}x{height}"
-    if width * height > max_pixels:
-        return None, (f"image declares {width}x{height} = {width * height} pixels, over the "
-                      f"max_pixels limit of {max_pixels} (decompression bomb guard; raise "
-                      "max_pixels if the image is genuine)")
+    header = header_lib.ImageHeader(image.format or "", height, width, 1, width * height)
+    if header.pixels > max_pixels:
+        return None, header_lib.over_limit_message(header, max_pixels)
     return image, None
+
+
+def _size_and_format(f, data: bytes, max_pixels: int):
+    """``((height, width), format, None)`` or ``(None, None, reason)`` from the header."""
+    header = header_lib.read_header(data)
+    if header is None:  # TIFF & co, or a header cut short: Pillow says which
+        f.seek(0)
+        image, reason = _pil_header(f, max_pixels)
+        if image is None:
+            return None, None, reason
+        return (image.size[1], image.size[0]), image.format, None
+    if header.pixels > max_pixels:
+        return None, None, header_lib.over_limit_message(header, max_pixels)
+    if header.width < 1 or header.height < 1:
+        return None, None, f"image declares an empty size {header.width}x{header.height}"
+    return (header.height, header.width), header.format, None
 
 
 def _pil_to_png(data: bytes) -> bytes:
@@ -94,23 +109,28 @@ def _pil_to_png(data: bytes) -> bytes:
     return out.getvalue()
 
 
-def check_file(path: str, max_pixels: int = DEFAULT_MAX_PIXELS):
-    """Validate one file.
+def check_file(path: str, max_pixels: int | None = None):
+    """Validate one file (a regular file only: a FIFO or device is never read).
+
+    Args:
+        path: the file.
+        max_pixels: the pixel budget (None: ``$KERASTL_MAX_PIXELS`` or
+            :data:`DEFAULT_MAX_PIXELS`).
 
     Returns:
         ``(CheckedFile, None)`` when usable, ``(None, reason)`` otherwise.
     """
+    max_pixels = header_lib.resolve_max_pixels(max_pixels)
     try:
-        with open(path, "rb") as f:
+        with header_lib.open_regular(path) as f:
             if os.fstat(f.fileno()).st_size == 0:
                 return None, "empty file (0 bytes)"
-            image, reason = _header(f, max_pixels)
-            if image is None:
-                return None, reason
-            size = (image.size[1], image.size[0])
-            fmt = image.format
-            f.seek(0)
             data = f.read()
+            size, fmt, reason = _size_and_format(f, data, max_pixels)
+            if reason is not None:
+                return None, reason
+    except UserInputError as err:  # not a regular file
+        return None, str(err).split(": ", 1)[-1]
     except OSError as err:
         return None, f"cannot read file: {err.strerror or err}"
     if fmt == "GIF":
@@ -137,13 +157,14 @@ def check_file(path: str, max_pixels: int = DEFAULT_MAX_PIXELS):
     return CheckedFile(path, inline, size, "PNG"), None
 
 
-def check_files(paths: list[str], *, max_pixels: int = DEFAULT_MAX_PIXELS,
+def check_files(paths: list[str], *, max_pixels: int | None = None,
                 workers: int | None = None, verbose: bool = False):
     """Validate ``paths`` in parallel, keeping their order.
 
     Args:
         paths: files to check.
-        max_pixels: refuse images declaring more pixels than this.
+        max_pixels: refuse images declaring more pixels than this (None:
+            ``$KERASTL_MAX_PIXELS`` or :data:`DEFAULT_MAX_PIXELS`).
         workers: threads (default: 2 x CPU count, at most 16).
         verbose: show a progress bar.
 
@@ -153,12 +174,11 @@ def check_files(paths: list[str], *, max_pixels: int = DEFAULT_MAX_PIXELS,
     """
     import keras
 
+    max_pixels = header_lib.resolve_max_pixels(max_pixels)
     workers = workers or min(16, 2 * (os.cpu_count() or 1))
     checked: list[CheckedFile | None] = [None] * len(paths)
     skipped: list[tuple[str, str]] = []
     bar = keras.utils.Progbar(len(paths), unit_name="file") if verbose and paths else None
-    if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1:
-        raise UserInputError(f"max_pixels must be a positive int. Received: {max_pixels!r}")
 
     def guarded(path):
         try:
