@@ -35,6 +35,26 @@ class MissingExtraError(KerastlError, ImportError):
     """An optional dependency is missing; the message names the extra."""
 
 
+class SearchFailedError(RuntimeError):
+    """A hyperparameter search ended without a completed trial, or stopped on failures.
+
+    Attributes:
+        trial_id: the first failed trial (``None`` when no trial ran).
+        result: the :class:`~kerastl.tuning.SearchResult` written anyway
+            (trials table and files, no best trial).
+    """
+
+    def __init__(self, message: str, *, trial_id: str | None = None, result=None):
+        super().__init__(message)
+        self.trial_id = trial_id
+        self.result = result
+
+
+class SearchInputError(SearchFailedError, UserInputError):
+    """A :class:`SearchFailedError` whose trials failed on the input (weights, data,
+    search space): the CLI reports it as a usage error (exit 2)."""
+
+
 def close_matches(name: str, known: Iterable[str], n: int = 5) -> list[str]:
     """Return up to ``n`` entries of ``known`` that look like ``name``."""
     known = list(known)

@@ -71,9 +71,12 @@ def _distributed_env(args):
 
 
 def run(args) -> int:
+    from kerastl.paths import check_name
     from kerastl.tuning.config import load_config, load_data, search_kwargs
 
     config = load_config(args.config)
+    if args.export is not None:  # checked now, not after an hour of search
+        check_name(args.export, what="--export", kind="model name")
     kwargs = search_kwargs(config)
     if args.max_trials is not None:
         kwargs["max_trials"] = args.max_trials

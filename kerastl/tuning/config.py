@@ -2,7 +2,7 @@
 
 Top-level keys (all optional except ``data``)::
 
-    project_name: flowers_lite        # folder under `directory`
+    project_name: flowers_lite        # folder under `directory` (default: the file's name)
     directory: tuning
     tuner: hyperband                  # hyperband | bayesian | random | grid
     max_epochs: 10
@@ -33,8 +33,10 @@ Relative paths are relative to the current directory.
 from __future__ import annotations
 
 import pathlib
+import re
 
 from kerastl.errors import UserInputError, close_matches
+from kerastl.paths import check_name
 
 TOP_KEYS = ("project_name", "directory", "tuner", "max_epochs", "max_trials", "objective",
             "seed", "weights", "isolate_trials", "executions_per_trial", "factor",
@@ -63,11 +65,17 @@ def load_config(path: str | pathlib.Path) -> dict:
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: not YAML, not a mapping, or unknown/missing keys.
+        ValueError: a folder, not YAML, not a mapping, unknown/missing keys, or a
+            project or export name that is not one folder-safe name.
     """
     import yaml
 
     path = pathlib.Path(path)
+    if path.is_dir():
+        raise UserInputError(f"Tuning config {path} is a folder; pass a YAML file "
+                             "(examples in tuning/, e.g. tuning/random_quick.yaml).")
+    if path.exists() and not path.is_file():
+        raise UserInputError(f"Tuning config {path} is not a regular file; pass a YAML file.")
     if not path.is_file():
         raise FileNotFoundError(f"Tuning config {path} does not exist.")
     try:
@@ -93,12 +101,16 @@ def load_config(path: str | pathlib.Path) -> dict:
             raise UserInputError(f"{path}: '{key}:' must be a mapping.")
     if config.get("export"):
         _unknown(config["export"], EXPORT_KEYS, f"{path} export")
+        if config["export"].get("name") is not None:
+            check_name(config["export"]["name"], what="export.name", kind="model name")
     backbones = config.get("backbones", ["efficientnet_lite0"])
     if isinstance(backbones, str):
         backbones = [backbones]
     config["backbones"] = list(backbones)
-    if config.get("project_name") is None:
-        config["project_name"] = path.stem
+    if config.get("project_name") is None:  # the file's name, made folder-safe
+        stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", path.stem).lstrip("._-")[:80]
+        config["project_name"] = stem or "tuning_project"
+    check_name(config["project_name"], what="project_name", kind="project name")
     return config
 
 

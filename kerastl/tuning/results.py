@@ -15,6 +15,7 @@ import csv
 import math
 import pathlib
 
+from kerastl.atomic import atomic_write
 from kerastl.tuning.tuner import write_json_atomic
 
 _METRIC_ORDER = ("val_accuracy", "val_loss", "accuracy", "loss")
@@ -63,13 +64,13 @@ def write_table(rows: list[dict], folder: pathlib.Path) -> dict[str, pathlib.Pat
     columns: list[str] = []
     for row in rows:
         columns.extend(k for k in row if k not in columns)
-    csv_path = folder / "results.csv"
-    tmp = folder / ".results.csv.tmp"
-    with open(tmp, "w", newline="") as f:
+
+    def write_csv(f) -> None:
         writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)
-    tmp.replace(csv_path)
+
+    csv_path = atomic_write(folder / "results.csv", write_csv, text=True)
     json_path = folder / "results.json"
     write_json_atomic(json_path, rows)
     return {"results_csv": csv_path, "results_json": json_path}

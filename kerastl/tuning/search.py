@@ -13,7 +13,15 @@ import keras
 import keras_tuner as kt
 import tensorflow as tf
 
-from kerastl.errors import DataError, UserInputError
+from kerastl.atomic import remove_stale_temp_files
+from kerastl.errors import (
+    DataError,
+    KerastlError,
+    SearchFailedError,
+    SearchInputError,
+    UserInputError,
+)
+from kerastl.paths import check_name, clear_owned_dir, make_owned_dir
 from kerastl.tuning import results as results_mod
 from kerastl.tuning.hypermodel import HYPERPARAMETERS, TransferHyperModel
 from kerastl.tuning.tuner import (
@@ -22,6 +30,8 @@ from kerastl.tuning.tuner import (
     HyperbandOracle,
     KerastlTuner,
     RandomSearchOracle,
+    describe_error,
+    error_line,
 )
 
 log = logging.getLogger(__name__)
@@ -192,8 +202,10 @@ def search(train, val=None, *, backbones: Sequence[str] = ("efficientnet_lite0",
             random/Bayesian, the whole grid for grid search); a cap for Hyperband.
         max_epochs: epochs per trial (Hyperband: of the longest trials).
         directory: root of the search projects.
-        project_name: project folder name (default ``<tuner>_<backbones>``).
-        overwrite: start afresh instead of resuming.
+        project_name: project folder name (default ``<tuner>_<backbones>``), one
+            folder-safe name (see :func:`kerastl.paths.check_name`).
+        overwrite: start afresh instead of resuming: deletes the project folder,
+            which must be one kerastl created (it holds a ``.kerastl-project`` file).
         hypermodel: a ready :class:`TransferHyperModel` (overrides the
             backbones/weights/space/fixed/image_size/num_classes arguments).
         objective: metric to maximise (``val_accuracy``) or minimise (``*loss``).
@@ -223,7 +235,12 @@ def search(train, val=None, *, backbones: Sequence[str] = ("efficientnet_lite0",
         A :class:`SearchResult`.
 
     Raises:
-        ValueError: bad arguments or data (one message saying what to change).
+        ValueError: bad arguments or data (one message saying what to change),
+            or ``overwrite=True`` on a folder kerastl did not create.
+        SearchFailedError: no trial completed, or the search stopped after
+            consecutive failed trials; the message names the first failed
+            trial's error. It is a :class:`~kerastl.errors.SearchInputError`
+            (also a ``ValueError``) when that error is the input's fault.
     """
     from kerastl.data.splits import Splits
 
@@ -261,32 +278,89 @@ def search(train, val=None, *, backbones: Sequence[str] = ("efficientnet_lite0",
     if project_name is None:
         names = "_".join(getattr(hypermodel, "backbones", backbones))
         project_name = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{key}_{names}")[:80]
-    project_dir = pathlib.Path(directory) / project_name
+    check_name(project_name, what="project_name", kind="project name")
+    directory = pathlib.Path(directory)
     oracle = _oracle(key, kt.Objective(objective, _direction(objective)),
                      max_trials=max_trials, max_epochs=max_epochs, seed=seed,
                      hyperparameters=hyperparameters, factor=factor,
                      hyperband_iterations=hyperband_iterations)
-    data_dir = project_dir / "isolated_data" if isolate_trials else None
     role = _role()
     if role == "worker" and overwrite:
         log.warning("Ignoring overwrite=True on worker %s: only the chief may clear the "
                     "project.", os.environ.get("KERASTUNER_TUNER_ID"))
         overwrite = False
+    # kerastl clears the project itself (only a folder it created and marked):
+    # KerasTuner's own overwrite would delete whatever directory/project_name names.
+    prepare = clear_owned_dir if overwrite else make_owned_dir
+    project_dir = prepare(directory, project_name, kind="tuning project", what="project_name")
+    remove_stale_temp_files(project_dir)
+    data_dir = project_dir / "isolated_data" if isolate_trials else None
     ktuner = KerastlTuner(oracle, hypermodel, isolate_trials=isolate_trials, data_dir=data_dir,
                           trial_callback=on_trial_end, directory=str(directory),
-                          project_name=project_name, overwrite=overwrite,
+                          project_name=project_name, overwrite=False,
                           executions_per_trial=executions_per_trial)
     if isolate_trials and role != "chief":
         from kerastl.tuning.isolate import save_datasets
 
         save_datasets(train, val, str(data_dir))
     log.info("Search %s: %s tuner, results in %s", project_name, key, project_dir)
-    ktuner.search(train, validation_data=val, epochs=max_epochs, callbacks=list(callbacks or []),
-                  verbose=verbose)
+    stopped = None
+    from keras_tuner.src import config as kt_config
+
+    # A failed trial is logged in one line (the tuner does it), not a traceback on stderr.
+    kt_debug, kt_config.DEBUG = kt_config.DEBUG, False
+    try:
+        ktuner.search(train, validation_data=val, epochs=max_epochs,
+                      callbacks=list(callbacks or []), verbose=verbose)
+    except RuntimeError as err:  # KerasTuner's oracle gives up after consecutive failures
+        if "consecutive failures" not in str(err):
+            raise
+        stopped = err
+    finally:
+        kt_config.DEBUG = kt_debug
     if role == "worker":
         return SearchResult({}, [], {}, project_dir, objective, role=role,
                             trials_run=list(ktuner.trials_run))
-    return summarize(ktuner, hypermodel, objective, plots=plots, role=role)
+    result = summarize(ktuner, hypermodel, objective, plots=plots, role=role)
+    if result.best_trial_id is None or stopped is not None:
+        error = _failure(ktuner, result, stopped)
+        raise error from ktuner.trial_errors.get(error.trial_id)
+    return result
+
+
+#: Errors of a trial that are the input's fault (as in the CLI: exit 2).
+_INPUT_ERRORS = (KerastlError, FileNotFoundError, NotADirectoryError, ValueError)
+_INPUT_ERROR_NAMES = re.compile(
+    r"^(kerastl\.errors\.\w+|(\w+\.)*(ValueError|FileNotFoundError|NotADirectoryError))\b")
+
+
+def _failure(ktuner, result: SearchResult, stopped) -> SearchFailedError:
+    """The error for a search with no completed trial (or stopped on failures)."""
+    trials = ktuner.oracle.trials
+    failed = [t for t in sorted(trials, key=results_mod._trial_key)
+              if trials[t].status in ("FAILED", "INVALID")]
+    first = failed[0] if failed else None
+    err = ktuner.trial_errors.get(first) if first else None
+    if err is not None:
+        line = describe_error(err)
+    else:  # a remote or earlier trial: only its traceback text is left
+        line = " ".join(error_line(trials[first].message if first else "").split())[:400]
+    if err is not None and not isinstance(err, kt.errors.FailedTrialError):
+        is_input = isinstance(err, _INPUT_ERRORS)
+    else:  # an isolated, remote or earlier trial: judge by the error's name
+        is_input = bool(_INPUT_ERROR_NAMES.match(line))
+    if first is None:
+        what = "No trial completed: the search ran none."
+    elif result.best_trial_id is None:
+        what = (f"No trial completed ({len(failed)} failed); trial {first} failed with "
+                f"{line}")
+    else:
+        what = (f"The search stopped after {ktuner.oracle.max_consecutive_failed_trials} "
+                f"consecutive failed trials ({len(failed)} failed); trial {first} failed "
+                f"with {line}")
+    message = f"{what} (results in {result.project_dir})"
+    cls = SearchInputError if is_input else SearchFailedError
+    return cls(message, trial_id=first, result=result)
 
 
 def _role() -> str:

@@ -21,13 +21,14 @@ import json
 import logging
 import os
 import pathlib
+import re
 import subprocess
 import sys
-import tempfile
 import time
 
 import keras_tuner as kt
 
+from kerastl.atomic import atomic_write_json
 from kerastl.memory import GraphRelease
 
 log = logging.getLogger(__name__)
@@ -35,16 +36,26 @@ log = logging.getLogger(__name__)
 
 def write_json_atomic(path: str | os.PathLike, data) -> None:
     """Write ``data`` as JSON to ``path`` through a temporary file and a rename."""
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f)
-        os.replace(tmp, path)
-    except BaseException:
-        pathlib.Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_json(path, data)
+
+
+def error_line(text: str) -> str:
+    """The line of a traceback (or of a trial's stderr tail) that states the error."""
+    lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
+    for line in reversed(lines):
+        if re.match(r"^[\w.]+(Error|Exception|Exit)\b", line):
+            return line
+    return lines[-1] if lines else "no error message"
+
+
+def describe_error(err: BaseException, limit: int = 400) -> str:
+    """``err`` in one line: ``Type: message`` (an isolated trial: the child's error line)."""
+    if isinstance(err, kt.errors.FailedTrialError) and "\n" in str(err):
+        line = error_line(str(err))
+    else:
+        line = f"{type(err).__name__}: {err}"
+    line = " ".join(line.split())
+    return line if len(line) <= limit else line[:limit] + "..."
 
 
 class _AtomicSaves:
@@ -95,6 +106,7 @@ class KerastlTuner(kt.Tuner):
         self.trial_callback = trial_callback
         self.chief_poll_seconds = chief_poll_seconds
         self.trials_run: list[str] = []
+        self.trial_errors: dict[str, Exception] = {}  # first error of each failed trial
         super().__init__(oracle=oracle, hypermodel=hypermodel, **kwargs)
 
     # -- search space: declaring needs no model build ---------------------------
@@ -136,6 +148,15 @@ class KerastlTuner(kt.Tuner):
         if "tuner/trial_id" in hp.values:  # Hyperband: continue the previous bracket's model
             model.load_weights(self._get_checkpoint_fname(hp.values["tuner/trial_id"]))
         return model
+
+    def _run_and_update_trial(self, trial, *fit_args, **fit_kwargs):
+        try:
+            return super()._run_and_update_trial(trial, *fit_args, **fit_kwargs)
+        except Exception as err:  # KerasTuner keeps only the text; keep the error itself
+            self.trial_errors.setdefault(trial.trial_id, err)
+            log.warning("Trial %s failed: %s", trial.trial_id, describe_error(err))
+            log.debug("Trial %s traceback:", trial.trial_id, exc_info=True)
+            raise
 
     def run_trial(self, trial, *fit_args, **fit_kwargs):
         hp = trial.hyperparameters
