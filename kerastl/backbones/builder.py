@@ -44,24 +44,9 @@ def _frozen_aware_dropout(model: keras.Model) -> None:
 def _check_image_size(spec: BackboneSpec, image_size) -> tuple[int, int]:
     if image_size is None:
         return spec.default_image_size, spec.default_image_size
-    if isinstance(image_size, int):
-        size = (image_size, image_size)
-    else:
-        try:
-            size = tuple(int(s) for s in image_size)
-        except TypeError:
-            size = ()
-        if len(size) != 2:
-            raise UserInputError(
-                "image_size must be an int or (height, width). "
-                f"Received: image_size={image_size!r}"
-            )
-    if min(size) < spec.min_image_size:
-        raise UserInputError(
-            f"Backbone '{spec.name}' needs images of at least {spec.min_image_size} px. "
-            f"Received: image_size={image_size!r}"
-        )
-    return size
+    from kerastl.data.decode import check_image_size
+
+    return check_image_size(image_size, minimum=spec.min_image_size, backbone=spec.name)
 
 
 def build_backbone(name: str, *, weights: str | os.PathLike | None = "imagenet",

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import pathlib
 
+from kerastl.cli.options import add_max_pixels
+from kerastl.data.header import resolve_max_pixels
 from kerastl.errors import UserInputError
 
 SPLITS = ("auto", "test", "val", "all")
@@ -28,6 +30,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--errors", type=int, default=16,
                    help="images in the errors grid (default: %(default)s)")
+    add_max_pixels(p)
     p.set_defaults(func=run)
 
 
@@ -51,6 +54,7 @@ def run(args) -> int:
         raise UserInputError(f"--batch-size must be >= 1. Received: {args.batch_size}")
     if args.errors < 0:
         raise UserInputError(f"--errors must be >= 0. Received: {args.errors}")
+    resolve_max_pixels(args.max_pixels)
     from kerastl.cli.export import load_keras_model
 
     model = load_keras_model(model_path)
@@ -67,7 +71,7 @@ def run(args) -> int:
         raise UserInputError(f"--split test: {data_dir} has no test/ subfolder")
     splits = ktl.data.image_folder(data_dir, image_size=size, batch_size=args.batch_size,
                                    validation_split=0.0 if split == "all" else 0.2,
-                                   shuffle=False, augment=None)
+                                   shuffle=False, augment=None, max_pixels=args.max_pixels)
     dataset = {"all": splits.train, "test": splits.test, "val": splits.val}[split]
     if dataset is None:
         raise UserInputError(f"--split {split}: {data_dir} has no such split")

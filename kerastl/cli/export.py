@@ -15,12 +15,11 @@ import os
 import sys
 from pathlib import Path
 
+from kerastl.data import header
+from kerastl.data.header import IMAGE_EXTENSIONS
 from kerastl.errors import UserInputError
 
 log = logging.getLogger(__name__)
-
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp")
-_MAGIC = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM")
 
 
 def add_parser(subparsers) -> None:
@@ -112,6 +111,9 @@ def image_files(paths) -> list[Path]:
                             if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
         elif path.is_file():
             found.append(path)
+        elif path.exists():
+            raise UserInputError(f"{path} is not a regular file or a folder "
+                                 f"({header.file_kind(path.stat().st_mode)})")
         else:
             raise FileNotFoundError(f"No such image file or folder: {path}")
     if not found:
@@ -120,15 +122,10 @@ def image_files(paths) -> list[Path]:
     return found
 
 
-def read_images(files: list[Path]) -> list[bytes]:
-    """The bytes of each file, or a clear error naming a file that is not an image."""
-    data = []
-    for f in files:
-        content = f.read_bytes()
-        if not content.startswith(_MAGIC) and content[8:12] != b"WEBP":
-            raise UserInputError(f"{f} is not a JPEG, PNG, GIF, BMP or WebP image.")
-        data.append(content)
-    return data
+def read_images(files: list[Path], max_pixels: int | None = None) -> list[bytes]:
+    """The bytes of each file, or a clear error naming a file that is not an image
+    or declares more than ``max_pixels`` pixels (see :func:`kerastl.data.header.read_image`)."""
+    return [header.read_image(f, max_pixels) for f in files]
 
 
 def _example_images(folder: str, size, limit: int, resize: str = "stretch"):

@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from kerastl.cli.export import image_files, load_keras_model, read_images, resolve_class_names
+from kerastl.cli.options import add_max_pixels
+from kerastl.data.header import resolve_max_pixels
 from kerastl.errors import UserInputError
 
 
@@ -40,6 +42,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--class-names", help=".keras only: comma-separated class names")
     parser.add_argument("--resize", choices=("stretch", "crop", "pad", "random_crop"), default="stretch",
                         help=".keras only: how images are resized (default: %(default)s)")
+    add_max_pixels(parser)
     parser.set_defaults(func=run)
 
 
@@ -157,6 +160,7 @@ def format_rows(rows, fmt: str) -> str:
 def run(args: argparse.Namespace) -> int:
     if args.top_k < 1 or args.batch_size < 1:
         raise UserInputError("--top-k and --batch-size must be positive.")
+    max_pixels = resolve_max_pixels(args.max_pixels)
     model_path = Path(args.model)
     if model_path.is_dir():
         predictor = _SavedModelPredictor(model_path)
@@ -170,7 +174,7 @@ def run(args: argparse.Namespace) -> int:
     outputs: dict[str, list] = {}
     for start in range(0, len(files), args.batch_size):
         chunk = files[start:start + args.batch_size]
-        for key, value in _predict_batch(predictor, chunk, read_images(chunk)).items():
+        for key, value in _predict_batch(predictor, chunk, read_images(chunk, max_pixels)).items():
             outputs.setdefault(key, []).append(value)
     merged = {k: np.concatenate(v) for k, v in outputs.items()
               if k in ("probabilities", "predictions")}

@@ -5,6 +5,9 @@ from __future__ import annotations
 import pathlib
 import re
 
+from kerastl.cli.options import add_max_pixels
+from kerastl.data.decode import MAX_IMAGE_SIZE, check_image_size
+from kerastl.data.header import resolve_max_pixels
 from kerastl.errors import UserInputError
 from kerastl.paths import is_safe_name
 from kerastl.training.schedules import DEFAULT_SCHEDULE
@@ -35,7 +38,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--weights", default="imagenet",
                    help="'imagenet', 'none' or a weights file (default: %(default)s)")
     p.add_argument("--image-size", type=int, default=None,
-                   help="input size in px (default: the backbone's native size)")
+                   help="input size in px, from the backbone's minimum to "
+                        f"{MAX_IMAGE_SIZE} (default: the backbone's native size)")
     p.add_argument("--batch-size", type=int, default=DEFAULTS["batch_size"])
     p.add_argument("--head-epochs", type=int, default=DEFAULTS["head_epochs"],
                    help="phase 1: epochs training only the head (default: %(default)s)")
@@ -117,6 +121,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--mixed-precision", default=None,
                    choices=("mixed_float16", "mixed_bfloat16"),
                    help="train in mixed precision (outputs stay float32)")
+    add_max_pixels(p)
     p.set_defaults(func=run)
 
 
@@ -145,7 +150,9 @@ def run(args) -> int:
 
     spec = ktl.backbone_spec(args.backbone)
     weights = None if str(args.weights).lower() == "none" else args.weights
-    size = args.image_size or spec.default_image_size
+    size = spec.default_image_size if args.image_size is None else args.image_size
+    check_image_size(size, minimum=spec.min_image_size, backbone=spec.name, name="--image-size")
+    resolve_max_pixels(args.max_pixels)
     keras.utils.set_random_seed(args.seed)
     if args.deterministic:
         tf.config.experimental.enable_op_determinism()
@@ -169,7 +176,8 @@ def run(args) -> int:
                              "image is seen once); leave it out or use --mode fine-tune")
     splits = ktl.data.image_folder(data_dir, image_size=(size, size), batch_size=batch_size,
                                    validation_split=args.validation_split, seed=args.seed,
-                                   augment=args.augment, deterministic=args.deterministic)
+                                   augment=args.augment, deterministic=args.deterministic,
+                                   max_pixels=args.max_pixels)
     safe_name = re.sub(r"[^A-Za-z0-9_.-]+", "_", spec.name.removeprefix("hub:")).strip("_")
     if not is_safe_name(safe_name):  # e.g. a hub handle "..": never a path out of runs/
         safe_name = "hub"

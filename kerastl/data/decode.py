@@ -18,8 +18,22 @@ RESIZE_MODES = ("stretch", "crop", "pad", "random_crop")
 RANDOM_CROP_MARGIN = 1.0 / 0.875
 
 
-def check_image_size(image_size) -> tuple[int, int]:
-    """Return ``(height, width)`` from an int or a pair, or raise a clear error."""
+MAX_IMAGE_SIZE = 4096  # px per side; above, one batch of activations exhausts memory
+
+
+def check_image_size(image_size, *, minimum: int = 1, backbone: str | None = None,
+                     name: str = "image_size") -> tuple[int, int]:
+    """``(height, width)`` from an int or a pair, each side in ``[minimum, MAX_IMAGE_SIZE]``.
+
+    Args:
+        image_size: an int or ``(height, width)``.
+        minimum: the smallest side accepted (a backbone's ``min_image_size``).
+        backbone: the backbone's name, to say where ``minimum`` comes from.
+        name: how the value is called in the message (``"--image-size"`` in the CLI).
+
+    Raises:
+        UserInputError: not an int or a pair of ints, or a side out of bounds.
+    """
     if isinstance(image_size, int) and not isinstance(image_size, bool):
         size = (image_size, image_size)
     else:
@@ -27,11 +41,15 @@ def check_image_size(image_size) -> tuple[int, int]:
             size = tuple(int(s) for s in image_size)
         except (TypeError, ValueError):
             size = ()
-    if len(size) != 2 or min(size) < 1:
+    if len(size) != 2:
         raise UserInputError(
-            "image_size must be a positive int or (height, width). "
-            f"Received: image_size={image_size!r}"
+            f"{name} must be a positive int or (height, width). Received: {name}={image_size!r}"
         )
+    if min(size) < max(minimum, 1) or max(size) > MAX_IMAGE_SIZE:
+        low = f"{max(minimum, 1)} px" + (
+            f" (the smallest input of backbone {backbone!r})" if backbone else "")
+        raise UserInputError(f"{name} must be at least {low} and at most {MAX_IMAGE_SIZE} px. "
+                             f"Received: {name}={image_size!r}")
     return size
 
 
@@ -306,7 +324,7 @@ def assert_pixels(data: tf.Tensor, max_pixels: int | None = None,
     """
     limit = header_lib.resolve_max_pixels(max_pixels)
     pixels = header_pixels(data)
-    message = tf.strings.format(
-        "{}: image declares {} pixels, over the limit of {} pixels (max_pixels={}); it may be "
-        "a decompression bomb", [name, pixels, limit, limit])
+    message = tf.strings.join([name, tf.strings.format(
+        ": image declares {} pixels, over the limit of {} pixels (max_pixels={}); it may be "
+        "a decompression bomb", [pixels, limit, limit])])
     return tf.debugging.Assert(pixels <= limit, [message])

@@ -25,13 +25,15 @@ def _hidden(name: str) -> bool:
     return name.startswith(".") or name.startswith("__")
 
 
+def _contains(folder: str, path: str) -> bool:
+    """True if real path ``path`` is real path ``folder`` or inside it."""
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
 def _points_above(path: str) -> bool:
     """True for a symbolic link to the folder holding it or to one of that folder's ancestors."""
-    if not os.path.islink(path):
-        return False
-    target = os.path.realpath(path)
-    here = os.path.realpath(os.path.dirname(path))
-    return here == target or here.startswith(target.rstrip(os.sep) + os.sep)
+    return os.path.islink(path) and _contains(os.path.realpath(path),
+                                              os.path.realpath(os.path.dirname(path)))
 
 
 def _warn_link(path: str) -> None:
@@ -53,17 +55,18 @@ def _regular_or_reason(path: str) -> str | None:
 def _walk(folder: str, follow_links: bool, skipped: list) -> list[str]:
     """All non-hidden regular files under ``folder``, sorted; FIFOs, devices... go to ``skipped``.
 
-    With ``follow_links``, a linked folder already walked (a loop, or a
-    duplicate) is skipped with a warning.
+    With ``follow_links``, a linked folder that holds ``folder`` (a loop) or
+    was already walked (a duplicate) is skipped with a warning.
     """
     found = []
-    seen = {os.path.realpath(folder)}
+    top = os.path.realpath(folder)
+    seen = {top}
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=follow_links):
         kept = []
         for d in sorted(d for d in dirnames if not _hidden(d)):
             path = os.path.join(dirpath, d)
             real = os.path.realpath(path)
-            if follow_links and os.path.islink(path) and real in seen:
+            if follow_links and os.path.islink(path) and (real in seen or _contains(real, top)):
                 _warn_link(path)
                 continue
             seen.add(real)

@@ -301,3 +301,22 @@ def check_pixels(data_or_path, max_pixels: int | None = None, *,
     if header is not None and header.pixels > limit:
         raise UserInputError(f"{name or 'image'}: {over_limit_message(header, limit)}")
     return header
+
+
+def read_image(path: str | os.PathLike, max_pixels: int | None = None) -> bytes:
+    """The bytes of one image file, after the checks every decode path makes.
+
+    The file must be a regular file (a FIFO or device is never opened for a
+    blocking read), start like a JPEG, PNG, GIF, BMP or WebP file, and declare
+    at most ``max_pixels`` pixels.
+
+    Raises:
+        UserInputError: one line naming the file and what is wrong with it.
+        OSError: the file cannot be read.
+    """
+    with open_regular(path) as f:
+        data = f.read()
+    if sniff_format(data) is None:
+        raise UserInputError(f"{os.fspath(path)} is not a JPEG, PNG, GIF, BMP or WebP image.")
+    check_pixels(data, max_pixels, name=os.fspath(path))
+    return data
