@@ -14,11 +14,11 @@ import logging
 import os
 import pathlib
 import re
-import tempfile
 
 import h5py
 import numpy as np
 
+from kerastl.atomic import atomic_path
 from kerastl.errors import MissingExtraError, WeightsUnavailableError
 
 log = logging.getLogger(__name__)
@@ -100,20 +100,12 @@ def lite_cached_weights(variant: int) -> pathlib.Path:
 
 def save_named_weights(weights: dict[str, list[np.ndarray]], path: pathlib.Path) -> None:
     """Write ``{layer name: [arrays]}`` to an ``.h5`` file atomically (temp + rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    try:
-        with h5py.File(tmp, "w") as f:
-            layers_group = f.create_group("layers")
-            for name, values in weights.items():
-                group = layers_group.create_group(name).create_group("vars")
-                for i, value in enumerate(values):
-                    group.create_dataset(str(i), data=np.asarray(value))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        layers_group = f.create_group("layers")
+        for name, values in weights.items():
+            group = layers_group.create_group(name).create_group("vars")
+            for i, value in enumerate(values):
+                group.create_dataset(str(i), data=np.asarray(value))
 
 
 def load_named_weights(path: str | os.PathLike) -> dict[str, list[np.ndarray]]:

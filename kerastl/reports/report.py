@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import os
 import pathlib
 import platform
-import tempfile
 import time
 
 import numpy as np
+
+from kerastl.atomic import atomic_write_json
 
 
 def predict_dataset(model, dataset, *, verbose=0) -> tuple[np.ndarray, np.ndarray]:
@@ -93,14 +93,4 @@ def _jsonable(value):
 
 def write_json(data: dict, path: str | os.PathLike) -> pathlib.Path:
     """Write ``data`` as indented JSON atomically (temp file + rename)."""
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(_jsonable(data), fh, indent=2)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
+    return atomic_write_json(path, _jsonable(data), indent=2)

@@ -43,6 +43,7 @@ import time
 import keras
 import numpy as np
 
+from kerastl.atomic import atomic_write_text
 from kerastl.errors import UserInputError
 
 log = logging.getLogger(__name__)
@@ -255,11 +256,7 @@ class CheckpointManager:
             shutil.rmtree(final)
         os.rename(tmp, final)
         _fsync_dir(self.directory)
-        pointer = self.directory / f"{_TMP_PREFIX}{LATEST}-{os.getpid()}"
-        pointer.write_text(name)
-        _fsync_file(pointer)
-        os.replace(pointer, self.directory / LATEST)
-        _fsync_dir(self.directory)
+        atomic_write_text(self.directory / LATEST, name)
         self._cleanup(keep=final)
         log.info("Checkpoint %s written (%s)", final, label or state.get("status"))
         return final

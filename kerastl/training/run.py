@@ -9,11 +9,11 @@ import contextlib
 import logging
 import os
 import pathlib
-import tempfile
 import time
 
 import keras
 
+from kerastl.atomic import atomic_path, atomic_write_text, remove_stale_temp_files
 from kerastl.errors import UserInputError
 from kerastl.models import build_classifier
 from kerastl.reports.evaluate import write_errors_grid
@@ -48,20 +48,15 @@ def prepare_output(output: str | os.PathLike, *, overwrite: bool = False) -> pat
             "--output or pass --overwrite to replace it"
         )
     output.mkdir(parents=True, exist_ok=True)
+    remove_stale_temp_files(output)  # left by a run killed while saving
     return output
 
 
 def save_model_atomically(model: keras.Model, path: str | os.PathLike) -> pathlib.Path:
     """Save ``model`` to ``path`` via a temporary file, so a crash never leaves half a file."""
     path = pathlib.Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".keras")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         model.save(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return path
 
 
@@ -70,8 +65,7 @@ def save_model_and_labels(model: keras.Model, class_names, output: pathlib.Path)
 
     ``kerastl export`` and ``kerastl predict`` read ``labels.txt`` to name the classes.
     """
-    labels = output / "labels.txt"
-    labels.write_text("".join(f"{name}\n" for name in class_names))
+    labels = atomic_write_text(output / "labels.txt", "".join(f"{name}\n" for name in class_names))
     return {"model": save_model_atomically(model, output / MODEL_FILE), "labels": labels}
 
 

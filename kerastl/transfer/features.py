@@ -15,12 +15,12 @@ import hashlib
 import logging
 import os
 import pathlib
-import tempfile
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from kerastl.atomic import atomic_write
 from kerastl.data import features as features_lib
 from kerastl.errors import DataError, UserInputError
 
@@ -200,14 +200,7 @@ def extract_features(backbone_or_model, data, *, cache: str | os.PathLike | None
         except (OSError, ValueError, KeyError) as err:
             log.warning("Ignoring unreadable features cache %s (%s); recomputing", path, err)
     features, labels = features_lib.extract_features(backbone, dataset, verbose=verbose)
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".npz.tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, features=features, labels=labels)
-        os.replace(tmp, path)  # atomic: a killed run never leaves half a cache file
-        log.info("Features cached in %s", path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    # atomic: a killed run never leaves half a cache file
+    atomic_write(path, lambda fh: np.savez(fh, features=features, labels=labels))
+    log.info("Features cached in %s", path)
     return features, labels
