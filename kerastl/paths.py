@@ -114,10 +114,10 @@ def clear_owned_dir(parent: str | os.PathLike, name: str, *, kind: str,
     if not (folder.exists() or folder.is_symlink()):
         return make_owned_dir(parent, name, kind=kind, what=what)
     if not is_owned(folder):
+        why = ("it is a link" if folder.is_symlink() else f"there is no {MARKER} file in it")
         raise UserInputError(
-            f"Refusing to overwrite {folder}: kerastl did not create it (no {MARKER} file "
-            "in it), so it may hold your own files. Delete it yourself or choose another "
-            f"{what}.")
+            f"Refusing to overwrite {folder}: kerastl did not create it ({why}), so it may "
+            f"hold your own files. Delete it yourself or choose another {what}.")
     if pathlib.Path(os.path.realpath(folder)).parent != pathlib.Path(os.path.realpath(parent)):
         raise UserInputError(f"Refusing to overwrite {folder}: it is not inside {parent}.")
     log.info("Removing %s (--overwrite)", folder)
