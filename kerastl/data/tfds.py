@@ -5,13 +5,14 @@ from __future__ import annotations
 import logging
 import os
 import re
+import stat
 
 import numpy as np
 import tensorflow as tf
 
 from kerastl.data import augment as augment_lib
-from kerastl.data import decode, pipeline
-from kerastl.data.splits import Splits, check_source_options, stratified_split
+from kerastl.data import decode, header, pipeline
+from kerastl.data.splits import Splits, check_class_name, check_source_options, stratified_split
 from kerastl.errors import DataError, UserInputError, close_matches, require
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,29 @@ def _builder(tfds, name, data_dir, download):
     return builder
 
 
+def _check_local_folder(root: str, max_pixels: int) -> None:
+    """Refuse, up front, a file ``tfds.ImageFolder`` would hang on or that is a bomb.
+
+    ImageFolder reads every file it lists and cannot skip one, so a FIFO
+    (blocks forever) or an image over the pixel budget is an error here.
+    """
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(filenames):
+            path = os.path.join(dirpath, name)
+            try:
+                mode = os.stat(path).st_mode
+            except OSError:
+                continue  # a broken link: ImageFolder reports it
+            if not stat.S_ISREG(mode):
+                raise UserInputError(
+                    f"{path}: not a regular file ({header.file_kind(mode)}); tfds.ImageFolder "
+                    "would block reading it. Remove it, or use ktl.data.image_folder, which "
+                    "skips such files.")
+            if os.path.splitext(name)[1].lower() in header.IMAGE_EXTENSIONS:
+                header.check_pixels(path, max_pixels)
+
+
 def _pick_keys(features, image_key, label_key):
     keys = list(features.keys())
     if image_key not in keys:
@@ -103,7 +127,7 @@ def from_tfds(name, *, image_size, batch_size: int = 32, data_dir: str | None = 
               seed: int = 1337, augment=None, resize: str = "stretch", cache="auto",
               shuffle: bool = True, deterministic: bool = False, image_key: str = "image",
               label_key: str = "label", download: bool = True,
-              augment_on: str = "data") -> Splits:
+              augment_on: str = "data", max_pixels: int | None = None) -> Splits:
     """Datasets from TensorFlow Datasets.
 
     Args:
@@ -131,6 +155,10 @@ def from_tfds(name, *, image_size, batch_size: int = 32, data_dir: str | None = 
             the download's retries take minutes to give up).
         augment_on: ``"data"`` (tf.data) or ``"model"`` (``Splits.augmentation``
             holds the layers to put in the model).
+        max_pixels: refuse an image whose header declares more pixels (a
+            decompression bomb); None: ``$KERASTL_MAX_PIXELS`` or 89,478,485.
+            A local folder is checked up front; a dataset's encoded images are
+            checked in the graph, before decoding, and fail the iteration.
 
     Returns:
         :class:`Splits`.
@@ -148,8 +176,20 @@ def from_tfds(name, *, image_size, batch_size: int = 32, data_dir: str | None = 
         raise UserInputError(f"split must name up to 3 splits (train, validation, test). "
                              f"Received: {split!r}")
     augment, model_augmentation = augment_lib.place_augmentation(augment, augment_on, seed)
+    max_pixels = header.resolve_max_pixels(max_pixels)
+    local = isinstance(name, (str, os.PathLike)) and os.path.isdir(os.fspath(name))
+    if local:
+        _check_local_folder(os.fspath(name), max_pixels)
     builder = _builder(tfds, name, data_dir, download)
     class_names = _pick_keys(builder.info.features, image_key, label_key)
+    if local:
+        for class_name in class_names:
+            check_class_name(class_name, f"class folder in {os.fspath(name)!r}")
+    feature = builder.info.features[image_key]
+    # Encoded images are decoded here, after the header check, not by tfds.
+    encoded = (isinstance(feature, tfds.features.Image)
+               and tf.as_dtype(feature.dtype) == tf.uint8)
+    decoders = {image_key: tfds.decode.SkipDecoding()} if encoded else None
     available = dict(builder.info.splits.items()) if builder.info.splits else {}
 
     def size_of(split_name):
@@ -165,10 +205,17 @@ def from_tfds(name, *, image_size, batch_size: int = 32, data_dir: str | None = 
         raise DataError(f"TFDS dataset {builder.name!r} has no split {wanted[0]!r}; "
                         f"it has {sorted(available)}.")
 
+    def pick(example):
+        image = example[image_key]
+        if encoded:
+            check = decode.assert_pixels(image, max_pixels, name=f"{builder.name} image")
+            with tf.control_dependencies([check]):
+                image = decode.decode_bytes(image)
+        return image, tf.cast(example[label_key], tf.int32)
+
     def load(split_name):
-        ds = builder.as_dataset(split=split_name, shuffle_files=False)
-        return ds.map(lambda ex: (ex[image_key], tf.cast(ex[label_key], tf.int32)),
-                      num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        ds = builder.as_dataset(split=split_name, shuffle_files=False, decoders=decoders)
+        return ds.map(pick, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
     sources, counts = {}, {}
     sources["train"] = load(wanted[0])

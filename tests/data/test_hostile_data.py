@@ -244,6 +244,23 @@ def test_fifo_in_a_class_folder_is_skipped_never_opened(tmp_path, caplog):
     assert f"Skipping {fifo}: not a regular file" in caplog.text
 
 
+def test_tfds_image_folder_refuses_a_bomb_and_a_fifo_up_front(tmp_path):
+    root = tmp_path / "tfds"
+    _class_folder(root / "train")
+    (root / "train" / "dog" / "big.png").write_bytes(bomb_png(BIG, BIG))
+    with pytest.raises(UserInputError, match=r"big\.png: image is 20000x20000 = 400 M pixels"):
+        ktl.data.from_tfds(str(root), image_size=16)
+    splits = ktl.data.from_tfds(str(root), image_size=16, validation_split=0.0,
+                                max_pixels=BIG * BIG)
+    assert splits.counts["train"] == 7
+    (root / "train" / "dog" / "big.png").unlink()
+    if hasattr(os, "mkfifo"):
+        os.mkfifo(root / "train" / "cat" / "x.png")
+        with _FifoWatchdog(root / "train" / "cat" / "x.png"), pytest.raises(
+                UserInputError, match=r"x\.png: not a regular file \(FIFO"):
+            ktl.data.from_tfds(str(root), image_size=16)
+
+
 def test_link_to_the_data_root_is_not_a_class(tmp_path, caplog):
     root = _class_folder(tmp_path / "data")
     (root / "loop").symlink_to(root, target_is_directory=True)
