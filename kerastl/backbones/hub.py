@@ -168,7 +168,10 @@ class HubBackbone(keras.layers.Layer):
         self._training = frozenset(
             _training_values(self._fn) if self._input_key is None else ())
         self._output_spec = self._pick_output(self._structured_outputs())
-        sources = getattr(self._module, "variables", None) or self._fn.variables
+        # A module may have no variables at all (a fixed function): then there is nothing
+        # to track or freeze, and a restored __call__ has no .variables either.
+        sources = (getattr(self._module, "variables", None)
+                   or getattr(self._fn, "variables", None) or ())
         unique = list({id(v): v for v in sources}.values())
         self.hub_variables = [_SharedVariable(v, _keras_name(v.name)) for v in unique]
         self._reg_losses = tuple(getattr(self._module, "regularization_losses", ()) or ())

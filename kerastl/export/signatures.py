@@ -152,7 +152,7 @@ class ServingModule(tf.Module):
         self._setattr_tracking = False
         self._model = model
         self._setattr_tracking = True
-        self.model_variables = list(model.variables)
+        self.model_variables = tf_variables(model)
         self._task = task
         self._size = tuple(image_size)
         self._resize = check_resize(resize)
@@ -201,3 +201,26 @@ class ServingModule(tf.Module):
             SERVING_SIGNATURE: self.serving_default.get_concrete_function(),
             IMAGES_SIGNATURE: self.predict_images.get_concrete_function(),
         }
+
+
+def tf_variables(model: keras.Model) -> list[tf.Variable]:
+    """The ``tf.Variable`` behind each of the model's variables, for a SavedModel to track.
+
+    Keras 3 wraps each ``tf.Variable`` in a ``keras.Variable``. A SavedModel that tracks
+    the wrappers restores fine through ``tf.saved_model.load`` (object-based), but its
+    MetaGraph's saver does not name the ``tf.Variable``s the graph reads, so the
+    session-based loaders (TensorFlow's C++ ``LoadSavedModel``, which TF Serving links,
+    and ``saved_model_cli run``) restore nothing and every call fails with "Could not find
+    variable ...". Tracking the ``tf.Variable`` itself makes both loaders restore it.
+    """
+    found, seen = [], set()
+    for variable in model.variables:
+        value = variable.value if isinstance(variable, keras.Variable) else variable
+        if not isinstance(value, tf.Variable):
+            raise UserInputError(
+                f"Variable {variable.path!r} of the model is not backed by a tf.Variable "
+                f"({type(value).__name__}); only TensorFlow-backend models can be exported.")
+        if id(value) not in seen:
+            seen.add(id(value))
+            found.append(value)
+    return found

@@ -14,7 +14,6 @@ import json
 import logging
 import os
 import tempfile
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,7 +21,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from kerastl.errors import UserInputError
+from kerastl.errors import UserInputError, require
 from kerastl.export.signatures import model_image_size
 
 log = logging.getLogger(__name__)
@@ -122,10 +121,13 @@ def _quiet_tf():
 
 
 def run_tflite(model_content: bytes, images: np.ndarray) -> np.ndarray:
-    """Run a ``.tflite`` model (bytes) image by image; returns the stacked outputs."""
-    with warnings.catch_warnings():  # "tf.lite.Interpreter is deprecated": still the TF API
-        warnings.simplefilter("ignore", UserWarning)
-        interpreter = tf.lite.Interpreter(model_content=model_content)
+    """Run a ``.tflite`` model (bytes) image by image in LiteRT; returns the stacked outputs.
+
+    Uses ``ai_edge_litert``'s Interpreter, the maintained TFLite runtime
+    (``tf.lite.Interpreter`` is deprecated and scheduled for removal).
+    """
+    interpreter_lib = require("ai_edge_litert.interpreter", "serving", "Running TFLite models")
+    interpreter = interpreter_lib.Interpreter(model_content=model_content)
     interpreter.allocate_tensors()
     input_index = interpreter.get_input_details()[0]["index"]
     output_index = interpreter.get_output_details()[0]["index"]
@@ -164,7 +166,7 @@ def export_tflite(model: keras.Model, out_dir: str | os.PathLike, *,
     variants = check_variants(variants)
     size = model_image_size(model)
     if images is None:
-        from kerastl.export.verify import sample_images
+        from kerastl.export.samples import sample_images
 
         images = sample_images(32, size, seed=1)
     images = np.asarray(images, dtype=np.float32)

@@ -1,10 +1,18 @@
-"""Verify an export: does a fresh TensorFlow-only process answer like the Keras model?
+"""Verify an export: do the loaders that consume it answer like the Keras model?
 
-:func:`verify` loads the SavedModel with plain ``tf.saved_model.load`` in a
-new Python process that never imports kerastl (``fresh_check.py``), sends it
-real images as float arrays, PNG bytes, JPEG bytes and larger PNGs (to check
-the in-graph resize), an empty batch and garbage bytes, replays the warmup
-requests, and compares everything with the Keras model in this process.
+:func:`verify` sends real images (as float arrays, PNG bytes, JPEG bytes and
+native-size PNG photos, to check the in-graph resize), an empty batch, garbage
+bytes and every warmup record to each consumer of the export, each in a fresh
+process that never imports kerastl (see :mod:`kerastl.export.consumers`):
+
+- ``tf.saved_model.load`` (object-based);
+- the session-based loader of ``saved_model_cli run``;
+- TensorFlow's C++ ``LoadSavedModel``, the loader TF Serving links, through the C
+  API, which also replays every warmup record as TF Serving does at load time;
+- LiteRT's Interpreter for each ``.tflite`` exported next to the version.
+
+Every answer is compared with the Keras model in this process. A consumer that
+cannot load or answer fails the verification, named in :meth:`VerifyReport.failure`.
 """
 
 from __future__ import annotations
@@ -12,9 +20,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import subprocess
-import sys
-import tempfile
 from pathlib import Path
 
 import keras
@@ -23,11 +28,20 @@ import tensorflow as tf
 
 from kerastl.errors import UserInputError, require
 from kerastl.export import warmup as warmup_lib
+from kerastl.export.consumers import (
+    SAVED_MODEL_CONSUMERS,
+    ConsumerResult,
+    pack_bytes,
+    run_consumers,
+)
+from kerastl.export.listing import _size_from_signature, show_signatures  # noqa: F401
+from kerastl.export.samples import PHOTOS as _PHOTOS  # noqa: F401  (kept importable)
+from kerastl.export.samples import random_crops, sample_images, sample_photos  # noqa: F401
+from kerastl.export.samples import resize_rounded as _resize  # noqa: F401
 from kerastl.export.saved_model import MODELS_CONFIG, resolve_version_dir
 from kerastl.export.signatures import BYTES_INPUT, IMAGES_SIGNATURE, SERVING_SIGNATURE
 
-_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field",
-           "immunohistochemistry", "stereo_motorcycle", "colorwheel", "camera", "coins")
+TFLITE_MIN_AGREEMENT = 0.99  # float TFLite: least top-1 agreement with Keras
 
 
 @dataclasses.dataclass
@@ -53,6 +67,11 @@ class VerifyReport:
     def ok(self) -> bool:
         return all(c.passed for c in self.checks if c.required)
 
+    def failure(self) -> str | None:
+        """The first failed required check as one line (``None`` when ``ok``)."""
+        failed = next((c for c in self.checks if c.required and not c.passed), None)
+        return None if failed is None else f"{failed.name}: {failed.detail}"
+
     def summary(self) -> str:
         """A human-readable table of the checks."""
         lines = [f"Verification of {self.path}:"]
@@ -61,49 +80,6 @@ class VerifyReport:
             lines.append(f"  [{mark}] {c.name}: {c.detail}")
         lines.append("OK" if self.ok else "FAILED")
         return "\n".join(lines)
-
-
-def show_signatures(path: str | os.PathLike) -> str:
-    """List the SignatureDefs of a SavedModel the way ``saved_model_cli show --all`` does."""
-    from tensorflow.core.framework import types_pb2
-    from tensorflow.core.protobuf import saved_model_pb2
-
-    path = resolve_version_dir(path)
-    proto = saved_model_pb2.SavedModel()
-    proto.ParseFromString((path / "saved_model.pb").read_bytes())
-    meta = proto.meta_graphs[0]
-    lines = ["MetaGraphDef with tag-set: '" + ", ".join(meta.meta_info_def.tags)
-             + "' contains the following SignatureDefs:", ""]
-
-    def tensor(kind, key, info):
-        dims = info.tensor_shape
-        shape = ("unknown_rank" if dims.unknown_rank else
-                 "(" + ", ".join(str(d.size) for d in dims.dim) + ("," if len(dims.dim) == 1
-                                                                    else "") + ")")
-        return [f"    {kind}['{key}'] tensor_info:",
-                f"        dtype: {types_pb2.DataType.Name(info.dtype)}",
-                f"        shape: {shape}", f"        name: {info.name}"]
-
-    for key in sorted(meta.signature_def):
-        if key == "__saved_model_init_op":
-            continue
-        sig = meta.signature_def[key]
-        lines.append(f"signature_def['{key}']:")
-        lines.append("  The given SavedModel SignatureDef contains the following input(s):")
-        for name in sorted(sig.inputs):
-            lines += tensor("inputs", name, sig.inputs[name])
-        lines.append("  The given SavedModel SignatureDef contains the following output(s):")
-        for name in sorted(sig.outputs):
-            lines += tensor("outputs", name, sig.outputs[name])
-        lines.append(f"  Method name is: {sig.method_name}")
-        lines.append("")
-    return "\n".join(lines)
-
-
-def _resize(images: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Bilinear resize rounded to integers: the data layer's default ("stretch")."""
-    out = tf.image.resize(tf.convert_to_tensor(images, tf.float32), size, method="bilinear")
-    return tf.clip_by_value(tf.round(out), 0, 255).numpy().astype(np.float32)
 
 
 def _training_view(photo: np.ndarray, size: tuple[int, int], resize: str) -> np.ndarray:
@@ -116,83 +92,11 @@ def _training_view(photo: np.ndarray, size: tuple[int, int], resize: str) -> np.
     return tf.cast(image, tf.float32).numpy()
 
 
-def sample_photos() -> list[np.ndarray]:
-    """scikit-image's sample photos as ``uint8`` RGB arrays (greyscale repeated)."""
-    data = require("skimage.data", "dev", "Sampling verification images")
-    photos = []
-    for name in _PHOTOS:
-        photo = getattr(data, name)()
-        photo = np.asarray(photo[0] if isinstance(photo, tuple) else photo)  # stereo pair
-        photos.append(np.repeat(photo[..., None], 3, -1) if photo.ndim == 2 else photo[..., :3])
-    return photos
-
-
-def random_crops(photos: list[np.ndarray], count: int, min_side: int, *,
-                 seed: int = 0) -> list[np.ndarray]:
-    """``count`` square crops, cycling through ``photos``, at their native resolution.
-
-    Sides are drawn between ``min_side`` and the photo's short side, so the
-    crops are downscaled to the model's size, as client photos usually are.
-    """
-    rng = np.random.default_rng(seed)
-    crops = []
-    for i in range(count):
-        photo = photos[i % len(photos)]
-        h, w = photo.shape[:2]
-        low = min(min_side, h, w)
-        side = int(rng.integers(low, min(h, w) + 1))
-        top, left = rng.integers(0, h - side + 1), rng.integers(0, w - side + 1)
-        crops.append(photo[top:top + side, left:left + side])
-    return crops
-
-
-def sample_images(count: int, size: tuple[int, int], *, seed: int = 0,
-                  return_crops: bool = False):
-    """Random crops of scikit-image's sample photos, resized to ``size`` like the data layer.
-
-    Returns:
-        float32 ``(count, H, W, 3)`` integer-valued images in ``[0, 255]``
-        (and the native-resolution ``uint8`` crops when ``return_crops``).
-    """
-    crops = random_crops(sample_photos(), count, max(size), seed=seed)
-    images = np.stack([_resize(c[None], size)[0] for c in crops])
-    return (images, crops) if return_crops else images
-
-
-def _pack(arrays: dict, key: str, items: list[bytes]) -> None:
-    offsets = np.cumsum([0] + [len(b) for b in items]).astype(np.int64)
-    arrays[f"{key}__data"] = np.frombuffer(b"".join(items), dtype=np.uint8)
-    arrays[f"{key}__offsets"] = offsets
-
-
 def _encode(images: np.ndarray, fmt: str, quality: int = 95) -> list[bytes]:
     pixels = tf.cast(tf.clip_by_value(tf.round(images), 0, 255), tf.uint8)
     if fmt == "png":
         return [tf.io.encode_png(p).numpy() for p in pixels]
     return [tf.io.encode_jpeg(p, quality=quality).numpy() for p in pixels]
-
-
-def _run_fresh_process(path: Path, arrays: dict, timeout: float):
-    script = Path(__file__).with_name("fresh_check.py")
-    env = {k: v for k, v in os.environ.items()
-           if k in ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "LD_LIBRARY_PATH",
-                    "CUDA_VISIBLE_DEVICES")}
-    env["TF_CPP_MIN_LOG_LEVEL"] = "3"
-    with tempfile.TemporaryDirectory(prefix="kerastl-verify-") as tmp:
-        inputs, outputs, report = (os.path.join(tmp, n) for n in ("in.npz", "out.npz",
-                                                                  "report.json"))
-        np.savez(inputs, **arrays)
-        command = [sys.executable, "-I", str(script), str(path.resolve()), inputs, outputs,
-                   report]
-        proc = subprocess.run(command, env=env, capture_output=True, text=True,
-                              timeout=timeout, check=False, cwd=tmp)
-        if proc.returncode != 0:
-            tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
-            raise UserInputError(f"The SavedModel at {path} failed in a fresh TensorFlow "
-                                 f"process (exit {proc.returncode}):\n{tail}")
-        with np.load(outputs) as out:
-            results = {k: out[k] for k in out.files}
-        return results, json.loads(Path(report).read_text())
 
 
 def _max_diff(a: np.ndarray, b: np.ndarray) -> float:
@@ -201,10 +105,6 @@ def _max_diff(a: np.ndarray, b: np.ndarray) -> float:
     if a.dtype.kind in "USO" or b.dtype.kind in "USO":
         return 0.0 if np.array_equal(a, b) else float("inf")
     return float(np.max(np.abs(a.astype(np.float64) - b))) if a.size else 0.0
-
-
-def _score_key(results: dict) -> str:
-    return "probabilities" if "images/probabilities" in results else "predictions"
 
 
 def _warmup_arrays(path: Path, arrays: dict, checks: list[Check]) -> None:
@@ -226,7 +126,7 @@ def _warmup_arrays(path: Path, arrays: dict, checks: list[Check]) -> None:
             value = tf.make_ndarray(proto)
             key = f"warmup:{i}:{request.model_spec.signature_name}:{input_name}"
             if value.dtype == object:
-                _pack(arrays, key, [bytes(v) for v in value.reshape(-1)])
+                pack_bytes(arrays, key, [bytes(v) for v in value.reshape(-1)])
             else:
                 arrays[key] = value
 
@@ -248,41 +148,16 @@ def _models_config_check(path: Path) -> Check | None:
                  f"ModelServerConfig lists {names}")
 
 
-def verify(path: str | os.PathLike, model: keras.Model | None = None, *, images=None,
-           num_images: int = 32, atol: float = 1e-5, jpeg_min_agreement: float | None = 0.97,
-           jpeg_quality: int = 95, seed: int = 0, timeout: float = 600) -> VerifyReport:
-    """Check that an exported SavedModel answers like the Keras model, in a fresh process.
+def tflite_files(path: Path) -> list[Path]:
+    """The ``.tflite`` files exported next to a version (``<model>/tflite/<version>/``)."""
+    folder = path.parent / "tflite" / path.name
+    return sorted(folder.glob("*.tflite")) if folder.is_dir() else []
 
-    Args:
-        path: a version folder (or a model folder: its latest version).
-        model: the Keras model that was exported; ``None`` checks only that
-            the two signatures agree with each other.
-        images: float ``[0, 255]`` images ``(N, H, W, 3)`` of the model's size,
-            or a list of RGB photos of any size (sent as their own PNG/JPEG
-            bytes and resized in the graph, as a client would); default:
-            ``num_images`` native-size crops of scikit-image's sample photos.
-        num_images: how many sample images to use when ``images`` is None.
-        atol: largest allowed absolute difference of scores.
-        jpeg_min_agreement: least fraction of JPEG-encoded images whose top-1
-            class must match the lossless answer. Required only for ``images``
-            you pass (in-domain images): on the default sample photos a
-            fine-tuned model is often undecided, and near-ties flip under any
-            lossy coding, so there it is reported only. ``None``: report only.
-        jpeg_quality: JPEG quality of the encoded images.
-        seed: seed of the sample crops.
-        timeout: seconds the fresh process may take.
 
-    Returns:
-        A :class:`VerifyReport`; ``report.ok`` tells whether all required checks passed.
-    """
-    path = resolve_version_dir(path)
-    meta_file = path / "assets.extra" / "kerastl.json"
-    meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
-    listing = show_signatures(path)
-    size = tuple(meta.get("image_size", ())) or _size_from_signature(path)
-    resize = meta.get("resize", "stretch")
-    user_images = images is not None
+def _prepare_images(images, num_images, size, resize, seed):
+    """(model-size float images, native-size photos or None, whether the user gave them)."""
     originals = None
+    user_images = images is not None
     if images is None:
         _, originals = sample_images(num_images, size, seed=seed, return_crops=True)
     elif not isinstance(images, np.ndarray | tf.Tensor):  # native-size photos
@@ -291,106 +166,228 @@ def verify(path: str | os.PathLike, model: keras.Model | None = None, *, images=
         if not originals or any(o.ndim != 3 or o.shape[-1] != 3 for o in originals):
             raise UserInputError("images must be an array (N, H, W, 3) of the model's size or "
                                  "a non-empty list of RGB images (height, width, 3).")
-        images = None
     if originals is not None:  # the model-size images are what training would have made
         images = np.stack([_training_view(o, size, resize) for o in originals])
     images = np.asarray(images, dtype=np.float32)
     if images.ndim != 4 or images.shape[1:] != (*size, 3) or not len(images):
         raise UserInputError(f"images must have shape (N, {size[0]}, {size[1]}, 3). "
                              f"Received: {images.shape}")
-    images = np.clip(np.round(images), 0, 255)  # PNG holds integers
-    arrays = {"images": images}
-    _pack(arrays, "png", _encode(images, "png"))
+    return np.clip(np.round(images), 0, 255), originals, user_images  # PNG holds integers
+
+
+def requests(images: np.ndarray, originals: list[np.ndarray] | None = None,
+             jpeg_quality: int = 95) -> dict:
+    """The requests every consumer answers: float ``images`` (model size), their PNG bytes,
+    and the native-size ``originals`` as PNG and JPEG bytes (else ``images`` as JPEG)."""
+    arrays = {"images": np.asarray(images, np.float32)}
+    pack_bytes(arrays, "png", _encode(images, "png"))
     if originals is not None:
         # what a client sends: the photo's own bytes, decoded and resized in the graph
-        _pack(arrays, "large_png", [tf.io.encode_png(o).numpy() for o in originals])
-        _pack(arrays, "jpeg", [tf.io.encode_jpeg(o, quality=jpeg_quality).numpy()
-                               for o in originals])
+        pack_bytes(arrays, "large_png", [tf.io.encode_png(o).numpy() for o in originals])
+        pack_bytes(arrays, "jpeg", [tf.io.encode_jpeg(o, quality=jpeg_quality).numpy()
+                                    for o in originals])
     else:
-        _pack(arrays, "jpeg", _encode(images, "jpeg", jpeg_quality))
+        pack_bytes(arrays, "jpeg", _encode(images, "jpeg", jpeg_quality))
+    return arrays
+
+
+def verify(path: str | os.PathLike, model: keras.Model | None = None, *, images=None,
+           num_images: int = 32, atol: float = 1e-5, jpeg_min_agreement: float | None = 0.97,
+           jpeg_quality: int = 95, seed: int = 0, timeout: float = 600,
+           consumers=SAVED_MODEL_CONSUMERS, tflite: bool = True) -> VerifyReport:
+    """Check that every loader that consumes an export answers like the Keras model.
+
+    Each consumer (``tf.saved_model.load``, the session loader of ``saved_model_cli``,
+    TensorFlow's C++ loader as TF Serving uses it, and LiteRT for ``.tflite`` files
+    exported next to the version) runs in its own fresh process without kerastl.
+
+    Args:
+        path: a version folder (or a model folder: its latest version).
+        model: the Keras model that was exported; ``None`` compares the consumers
+            with the ``predict_images`` answers of ``tf.saved_model.load``.
+        images: float ``[0, 255]`` images ``(N, H, W, 3)`` of the model's size,
+            or a list of RGB photos of any size (sent as their own PNG/JPEG
+            bytes and resized in the graph, as a client would); default:
+            ``num_images`` native-size crops of the sample photos shipped with kerastl.
+        num_images: how many sample images to use when ``images`` is None.
+        atol: largest allowed absolute difference of scores.
+        jpeg_min_agreement: least fraction of JPEG-encoded images whose top-1
+            class must match the lossless answer. Required only for ``images``
+            you pass (in-domain images): on the sample photos a fine-tuned model
+            is often undecided, and near-ties flip under any lossy coding, so
+            there it is reported only. ``None``: report only.
+        jpeg_quality: JPEG quality of the encoded images.
+        seed: seed of the sample crops.
+        timeout: seconds each consumer's process may take.
+        consumers: which SavedModel consumers to run (default: all three).
+        tflite: also run the ``.tflite`` files of this version in LiteRT.
+
+    Returns:
+        A :class:`VerifyReport`; ``report.ok`` tells whether all required checks
+        passed and ``report.failure()`` names the first consumer and check that failed.
+    """
+    path = resolve_version_dir(path)
+    unknown = [c for c in consumers if c not in SAVED_MODEL_CONSUMERS]
+    if unknown or not consumers:
+        raise UserInputError(f"consumers must be among {', '.join(SAVED_MODEL_CONSUMERS)}. "
+                             f"Received: {consumers!r}")
+    meta_file = path / "assets.extra" / "kerastl.json"
+    meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
+    listing = show_signatures(path)
+    size = tuple(meta.get("image_size", ())) or _size_from_signature(path)
+    resize = meta.get("resize", "stretch")
+    images, originals, user_images = _prepare_images(images, num_images, size, resize, seed)
+    arrays = requests(images, originals, jpeg_quality)
     checks: list[Check] = []
     _warmup_arrays(path, arrays, checks)
-    results, report = _run_fresh_process(path, arrays, timeout)
-    checks.append(Check("fresh process without kerastl", not report["kerastl_imported"],
-                        f"signatures {report['signatures']}, loaded in "
-                        f"{report['load_seconds']:.1f} s with tf.saved_model.load"))
-    key = _score_key(results)
-    reference = results[f"images/{key}"]
-    metrics = {"num_images": len(images), "load_seconds": report["load_seconds"]}
-    if model is not None:
-        expected = keras.ops.convert_to_numpy(model(images, training=False))
-        diff = _max_diff(reference, expected)
-        metrics["keras_max_abs_diff"] = diff
-        checks.append(Check(f"{IMAGES_SIGNATURE} vs Keras", diff <= atol,
-                            f"max |diff| {diff:.2e} on {len(images)} images (atol {atol})"))
-    diff = max(_max_diff(results[f"png/{k.split('/', 1)[1]}"], v)
-               for k, v in results.items() if k.startswith("images/"))
-    metrics["png_max_abs_diff"] = diff
-    checks.append(Check(f"{SERVING_SIGNATURE} PNG bytes vs {IMAGES_SIGNATURE}", diff <= atol,
-                        f"max |diff| {diff:.2e} over all outputs (atol {atol})"))
-    if "large_png/" + key in results:
-        diff = _max_diff(results[f"large_png/{key}"], reference)
-        metrics["resize_max_abs_diff"] = diff
-        checks.append(Check(f"{SERVING_SIGNATURE} native-size PNG photos", diff <= atol,
-                            f"max |diff| {diff:.2e} vs {IMAGES_SIGNATURE} on the photos "
-                            f"prepared by kerastl's data layer (resize={resize!r})"))
-    if key == "probabilities":
-        lossless = results.get(f"large_png/{key}", reference)
-        required = (jpeg_min_agreement is not None) and user_images
-        _classifier_checks(results, lossless, path, checks, metrics,
-                           jpeg_min_agreement or 0.0, required, jpeg_quality)
-    empty = results.get(f"empty/{key}")
-    checks.append(Check("empty batch", empty is not None and empty.shape[0] == 0,
-                        f"{key} shape {None if empty is None else empty.shape}"))
-    error = report["garbage_error"]
-    named = bool(error) and BYTES_INPUT in error["message"] and "item 1" in error["message"]
-    detail = "no error raised"
-    if error:
-        line = next((ln for ln in error["message"].splitlines() if BYTES_INPUT in ln),
-                    error["message"])
-        detail = f"{error['type']}: {line.strip()[:220]}"
-    checks.append(Check("garbage bytes rejected", named, detail))
-    replays = report["warmup_replay"]
-    if replays:
-        failed = [r for r in replays if not r["ok"]]
-        checks.append(Check("warmup requests replay", not failed,
-                            f"{len(replays) - len(failed)}/{len(replays)} answered"
-                            + (f"; first failure: {failed[0]['error']}" if failed else "")))
+    targets = {c: path for c in consumers}  # in the order given: C++ first by default
+    if tflite:
+        targets.update({f"litert@{f.stem}": f for f in tflite_files(path)})
+    results = run_consumers(targets, arrays, timeout=timeout)
+    clean = [r for r in results.values() if not r.report.get("kerastl_imported", False)]
+    checks.append(Check("fresh processes without kerastl", len(clean) == len(results),
+                        f"{len(results)} consumer processes, none imported kerastl"
+                        if len(clean) == len(results) else "kerastl was imported"))
+    metrics = {"num_images": len(images), "consumers": {}}
+    expected = (keras.ops.convert_to_numpy(model(images, training=False))
+                if model is not None else None)
+    for result in results.values():
+        if result.consumer == "litert":
+            continue
+        ctx = _Context(result, expected, atol, originals is not None)
+        checks += _saved_model_checks(ctx, path, metrics, jpeg_min_agreement, user_images,
+                                      jpeg_quality)
+    for result in results.values():
+        if result.consumer == "litert":
+            checks.append(_litert_check(result, expected, metrics))
+    _headline_metrics(metrics)
     config_check = _models_config_check(path)
     if config_check:
         checks.append(config_check)
     return VerifyReport(path=path, checks=checks, signatures=listing, metrics=metrics)
 
 
-def _classifier_checks(results, lossless, path, checks, metrics, jpeg_min_agreement,
-                       required, jpeg_quality) -> None:
-    top1 = results["images/probabilities"].argmax(-1)
+@dataclasses.dataclass
+class _Context:
+    result: ConsumerResult
+    expected: np.ndarray | None
+    atol: float
+    has_photos: bool
+
+
+def _saved_model_checks(ctx: _Context, path, metrics, jpeg_min_agreement, user_images,
+                        jpeg_quality) -> list[Check]:
+    result, label = ctx.result, ctx.result.label
+    if not result.ok:
+        return [Check(f"{label}: loads and answers", False, result.error)]
+    out = result.outputs
+    key = "probabilities" if "images/probabilities" in out else "predictions"
+    reference = ctx.expected if ctx.expected is not None else out[f"images/{key}"]
+    versus = "Keras" if ctx.expected is not None else IMAGES_SIGNATURE
+    report = result.report
+    mine = metrics["consumers"][result.consumer] = {"load_seconds": report["load_seconds"],
+                                                    "seconds": result.seconds}
+    checks = [Check(f"{label}: loads and answers", True,
+                    f"signatures {report['signatures']}, loaded in "
+                    f"{report['load_seconds']:.1f} s")]
+    diff = mine["keras_max_abs_diff"] = _max_diff(out[f"images/{key}"], reference)
+    checks.append(Check(f"{label}: {IMAGES_SIGNATURE} vs {versus}", diff <= ctx.atol,
+                        f"max |diff| {diff:.2e} on {len(reference)} images (atol {ctx.atol})"))
+    diff = mine["png_max_abs_diff"] = _max_diff(out[f"png/{key}"], reference)
+    others = max((_max_diff(out[f"png/{k.split('/', 1)[1]}"], v) for k, v in out.items()
+                  if k.startswith("images/")), default=0.0)
+    checks.append(Check(f"{label}: {SERVING_SIGNATURE} PNG bytes vs {versus}",
+                        max(diff, others) <= ctx.atol,
+                        f"max |diff| {diff:.2e} (all outputs vs {IMAGES_SIGNATURE}: "
+                        f"{others:.2e}; atol {ctx.atol})"))
+    if ctx.has_photos:
+        diff = mine["resize_max_abs_diff"] = _max_diff(out[f"large_png/{key}"], reference)
+        checks.append(Check(f"{label}: {SERVING_SIGNATURE} native-size PNG photos",
+                            diff <= ctx.atol,
+                            f"max |diff| {diff:.2e} vs {versus} on the photos prepared by "
+                            "kerastl's data layer"))
+    if key == "probabilities":
+        lossless = out.get(f"large_png/{key}", out[f"images/{key}"])
+        required = (jpeg_min_agreement is not None) and user_images
+        checks += _classifier_checks(out, lossless, path, label, mine,
+                                     jpeg_min_agreement or 0.0, required, jpeg_quality)
+    empty = out.get(f"empty/{key}")
+    checks.append(Check(f"{label}: empty batch", empty is not None and empty.shape[0] == 0,
+                        f"{key} shape {None if empty is None else empty.shape}"))
+    error = report.get("garbage_error")
+    named = bool(error) and BYTES_INPUT in error["message"] and "item 1" in error["message"]
+    detail = "no error raised"
+    if error:
+        line = next((ln for ln in error["message"].splitlines() if BYTES_INPUT in ln),
+                    error["message"])
+        detail = line.strip()[:220]
+    checks.append(Check(f"{label}: garbage bytes rejected", named, detail))
+    replays = report.get("warmup_replay") or []
+    if replays:
+        failed = [r for r in replays if not r["ok"]]
+        checks.append(Check(f"{label}: warmup requests replay", not failed,
+                            f"{len(replays) - len(failed)}/{len(replays)} answered"
+                            + (f"; first failure: {failed[0]['error']}" if failed else "")))
+    return checks
+
+
+def _classifier_checks(out, lossless, path, label, mine, jpeg_min_agreement, required,
+                       jpeg_quality) -> list[Check]:
+    top1 = out["images/probabilities"].argmax(-1)
     labels_file = path / "assets" / "labels.txt"
     labels = labels_file.read_text().splitlines() if labels_file.is_file() else None
-    names = [str(n) for n in results["images/class_names"]]
-    consistent = bool(np.all(results["images/classes"] == top1)) and (
+    names = [str(n) for n in out["images/class_names"]]
+    consistent = bool(np.all(out["images/classes"] == top1)) and (
         labels is None or names == [labels[i] for i in top1])
-    checks.append(Check("classes / class_names / labels.txt", consistent,
-                        "top-1 index and name agree with probabilities and assets/labels.txt"))
-    agreement = float(np.mean(results["jpeg/probabilities"].argmax(-1) == lossless.argmax(-1)))
-    metrics["jpeg_top1_agreement"] = agreement
+    agreement = float(np.mean(out["jpeg/probabilities"].argmax(-1) == lossless.argmax(-1)))
+    mine["jpeg_top1_agreement"] = agreement
     note = "" if required else ("; informational: sample photos are not this model's "
                                 "domain, pass your own images to make it a requirement")
-    checks.append(Check("JPEG bytes top-1 vs lossless", agreement >= jpeg_min_agreement,
-                        f"{agreement:.1%} same top-1 (quality {jpeg_quality}; want "
-                        f"{jpeg_min_agreement:.0%}{note})", required=required))
+    return [Check(f"{label}: classes / class_names / labels.txt", consistent,
+                  "top-1 index and name agree with probabilities and assets/labels.txt"),
+            Check(f"{label}: JPEG bytes top-1 vs lossless", agreement >= jpeg_min_agreement,
+                  f"{agreement:.1%} same top-1 (quality {jpeg_quality}; want "
+                  f"{jpeg_min_agreement:.0%}{note})", required=required)]
 
 
-def _size_from_signature(path: Path) -> tuple[int, int]:
-    from tensorflow.core.protobuf import saved_model_pb2
+def _litert_check(result: ConsumerResult, expected, metrics) -> Check:
+    variant = Path(result.target).stem.rsplit("_", 1)[-1]
+    float_model = variant == "float"
+    name = f"{result.label}: {Path(result.target).name}"
+    if not result.ok:
+        return Check(f"{name} loads and answers", False, result.error, required=True)
+    if expected is None:
+        return Check(f"{name} loads and answers", True, "no Keras model to compare with")
+    got = result.outputs["images/scores"]
+    if got.shape != expected.shape:
+        return Check(f"{name} vs Keras", False, f"output shape {got.shape}, Keras "
+                     f"{expected.shape}")
+    diff = float(np.max(np.abs(got - expected)))
+    if expected.shape[-1] > 1:
+        agreement = float(np.mean(got.argmax(-1) == expected.argmax(-1)))
+        detail = f"top-1 agreement {agreement:.1%}, max |diff| {diff:.2e}"
+    else:
+        agreement = 1.0
+        detail = f"max |diff| {diff:.2e}"
+    metrics.setdefault("litert", {})[variant] = {"top1_agreement": agreement,
+                                                 "max_abs_diff": diff}
+    if float_model:
+        detail += f" (want >= {TFLITE_MIN_AGREEMENT:.0%} for float)"
+        return Check(f"{name} vs Keras", agreement >= TFLITE_MIN_AGREEMENT, detail)
+    return Check(f"{name} vs Keras", True, detail + " (quantised: reported only)",
+                 required=False)
 
-    loaded_shape = None
-    proto = saved_model_pb2.SavedModel()
-    proto.ParseFromString((path / "saved_model.pb").read_bytes())
-    sig = proto.meta_graphs[0].signature_def.get(IMAGES_SIGNATURE)
-    if sig is not None and sig.inputs:
-        loaded_shape = [d.size for d in next(iter(sig.inputs.values())).tensor_shape.dim]
-    if not loaded_shape or len(loaded_shape) != 4 or min(loaded_shape[1:3]) < 1:
-        raise UserInputError(f"{path} has no '{IMAGES_SIGNATURE}' signature with a fixed "
-                             "image size; was it exported by kerastl?")
-    return int(loaded_shape[1]), int(loaded_shape[2])
+
+def _headline_metrics(metrics: dict) -> None:
+    """The worst figure over all consumers, under the names earlier reports used."""
+    per = metrics["consumers"].values()
+    for name in ("keras_max_abs_diff", "png_max_abs_diff", "resize_max_abs_diff"):
+        values = [m[name] for m in per if name in m]
+        if values:
+            metrics[name] = max(values)
+    agreements = [m["jpeg_top1_agreement"] for m in per if "jpeg_top1_agreement" in m]
+    if agreements:
+        metrics["jpeg_top1_agreement"] = min(agreements)
+    loads = [m["load_seconds"] for m in per]
+    if loads:
+        metrics["load_seconds"] = max(loads)

@@ -27,7 +27,7 @@ def keras_file(tmp_path):
 
 @pytest.fixture
 def example_folder(tmp_path):
-    from kerastl.export.verify import sample_images
+    from kerastl.export.samples import sample_images
 
     folder = tmp_path / "examples"
     folder.mkdir()

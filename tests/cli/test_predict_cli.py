@@ -21,7 +21,7 @@ from export_helpers import CLASS_NAMES, tiny_backbone, tiny_classifier  # noqa: 
 
 @pytest.fixture
 def setup(tmp_path):
-    from kerastl.export.verify import sample_images
+    from kerastl.export.samples import sample_images
 
     model = tiny_classifier()
     model.save(tmp_path / "pets.keras")

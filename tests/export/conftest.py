@@ -21,6 +21,6 @@ def regressor():
 @pytest.fixture(scope="session")
 def photos():
     """40 random crops of scikit-image's sample photos at 32 px (float32, integer values)."""
-    from kerastl.export.verify import sample_images
+    from kerastl.export.samples import sample_images
 
     return sample_images(40, (32, 32), seed=3)

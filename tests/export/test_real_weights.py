@@ -17,8 +17,11 @@ import numpy as np
 import pytest
 
 import kerastl as ktl
+from kerastl.export.samples import PHOTOS as _PHOTOS
+from kerastl.export.samples import random_crops, sample_photos
+from kerastl.export.samples import resize_rounded as _resize
 from kerastl.export.tflite import export_tflite
-from kerastl.export.verify import _PHOTOS, _resize, random_crops, sample_photos, verify
+from kerastl.export.verify import verify
 
 pytestmark = [pytest.mark.slow, pytest.mark.weights]
 SIZE = (224, 224)

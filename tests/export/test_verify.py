@@ -17,8 +17,13 @@ def exported(tmp_path, classifier, photos):
     return path, classifier
 
 
-def _check(report, name):
-    return next(c for c in report.checks if c.name.startswith(name))
+CPP = "C++ loader (TF Serving's LoadSavedModel, via the C API)"
+CONSUMERS = (CPP, "session loader (saved_model_cli run)", "tf.saved_model.load")
+
+
+def _check(report, name, consumer=CPP):
+    """The check ``name`` of ``consumer`` (or a check of the whole export)."""
+    return next(c for c in report.checks if c.name in (f"{consumer}: {name}", name))
 
 
 def test_fresh_process_matches_keras_on_real_images(exported, photos):
@@ -29,12 +34,17 @@ def test_fresh_process_matches_keras_on_real_images(exported, photos):
     assert report.metrics["keras_max_abs_diff"] <= 1e-5
     assert report.metrics["png_max_abs_diff"] <= 1e-5
     assert report.metrics["jpeg_top1_agreement"] >= 0.97
-    assert "without kerastl" in _check(report, "fresh process").name
-    assert _check(report, "fresh process").passed
-    assert _check(report, "empty batch").detail == "probabilities shape (0, 3)"
-    assert "Input image_bytes item 1" in _check(report, "garbage").detail
-    assert _check(report, "warmup requests replay").detail.startswith("7/7")
+    assert _check(report, "fresh processes without kerastl").passed
+    for consumer in CONSUMERS:  # each loader answered everything, warmup replayed
+        assert _check(report, "loads and answers", consumer).passed
+        assert _check(report, "empty batch", consumer).detail == "probabilities shape (0, 3)"
+        assert "Input image_bytes item 1" in _check(report, "garbage bytes rejected",
+                                                    consumer).detail
+        assert _check(report, "warmup requests replay", consumer).detail.startswith("7/7")
+        assert _check(report, "serving_default PNG bytes vs Keras", consumer).passed
+    assert set(report.metrics["consumers"]) == {"cpp", "session", "saved_model_load"}
     assert _check(report, "models.config").passed
+    assert report.failure() is None
 
 
 def test_default_images_are_photo_crops_and_check_the_resize(exported):
@@ -52,6 +62,7 @@ def test_a_different_model_is_caught(exported, photos):
     assert not report.ok
     keras_check = _check(report, "predict_images vs Keras")
     assert not keras_check.passed and "FAIL" in report.summary()
+    assert report.failure().startswith(f"{CPP}: predict_images vs Keras: max |diff|")
 
 
 def test_show_signatures_like_saved_model_cli(exported):
