@@ -9,12 +9,12 @@ Example::
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
 from pathlib import Path
 
+from kerastl.cli.loading import load_keras_model
 from kerastl.data import header
 from kerastl.data.header import IMAGE_EXTENSIONS
 from kerastl.errors import UserInputError
@@ -57,23 +57,6 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--verify-images", type=int, default=32,
                         help="number of images for --verify and --tflite (default: 32)")
     parser.set_defaults(func=run)
-
-
-def load_keras_model(path: str | os.PathLike):
-    """Load a ``.keras`` file (kerastl's layers are registered by importing kerastl)."""
-    import keras
-
-    import kerastl  # noqa: F401  (registers kerastl>Preprocess and friends)
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"Model file not found: {path}")
-    if path.suffix not in (".keras", ".h5"):
-        raise UserInputError(f"Expected a .keras model file. Received: {path}")
-    try:
-        return keras.saving.load_model(path, compile=False)
-    except (ValueError, TypeError, OSError) as err:
-        raise UserInputError(f"Could not load the Keras model {path}: {err}") from err
 
 
 def read_labels(path: str | os.PathLike) -> list[str]:
@@ -169,15 +152,34 @@ def run(args: argparse.Namespace) -> int:
         log.info("TFLite models (%s) and tflite_report.json in %s",
                  ", ".join(r.variant for r in results), out_dir)
     if args.verify:
-        from kerastl.export.verify import verify
-
-        report = verify(path, model, images=originals, num_images=args.verify_images)
-        print(report.signatures)
-        print(report.summary())
-        (path.parent / f"verify-{path.name}.json").write_text(json.dumps(
-            {"ok": report.ok, "metrics": report.metrics,
-             "checks": [vars(c) for c in report.checks]}, indent=2) + "\n")
-        if not report.ok:
-            print("kerastl: verification failed (see the FAIL lines above)", file=sys.stderr)
-            status = 1
+        status = _verify(path, model, originals, args)
     return status
+
+
+def _verify(path: Path, model, originals, args: argparse.Namespace) -> int:
+    """Run every consumer of the export; a version that fails is withdrawn from serving."""
+    from kerastl.atomic import atomic_write_json
+    from kerastl.export.saved_model import write_models_config
+    from kerastl.export.verify import verify
+
+    report = verify(path, model, images=originals, num_images=args.verify_images)
+    print(report.signatures)
+    print(report.summary())
+    atomic_write_json(path.parent / f"verify-{path.name}.json",
+                      {"ok": report.ok, "metrics": report.metrics,
+                       "checks": [vars(c) for c in report.checks]}, indent=2)
+    if report.ok:
+        return 0
+    # Keep the files for inspection, under a name TF Serving's version poller ignores.
+    rejected = path.parent / f"rejected-{path.name}"
+    count = 1
+    while rejected.exists():  # never replace an earlier rejected export
+        count += 1
+        rejected = path.parent / f"rejected-{path.name}.{count}"
+    os.rename(path, rejected)
+    write_models_config(args.base_dir, args.serving_base_path)
+    failure = " ".join(report.failure().split())
+    print(f"kerastl: verification failed: {failure} (the export was moved to {rejected}, "
+          "where TF Serving does not load it)", file=sys.stderr)
+    return 1
+

@@ -29,6 +29,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
+from kerastl.data import header
 from kerastl.errors import UserInputError
 from kerastl.export import warmup as warmup_lib
 from kerastl.export.signatures import (
@@ -170,7 +171,8 @@ def export_saved_model(model: keras.Model, base_dir: str | os.PathLike = "SavedM
                        class_names: Sequence[str] | None = None, warmup: bool = True,
                        overwrite: bool = False, top_k: int = 5, example_images=None,
                        image_size=None, resize: str = "stretch",
-                       serving_base_path: str | None = "/models") -> Path:
+                       serving_base_path: str | None = "/models",
+                       max_pixels: int | None = None) -> Path:
     """Export a model for TF Serving: ``base_dir/name/<version>/``.
 
     The ``serving_default`` signature takes a batch of encoded image files
@@ -200,6 +202,9 @@ def export_saved_model(model: keras.Model, base_dir: str | os.PathLike = "SavedM
             the default, ``"crop"``, ``"pad"`` or ``"random_crop"``); the
             bytes signature decodes and resizes exactly the same way.
         serving_base_path: where the server sees ``base_dir`` (for models.config).
+        max_pixels: most pixels an image sent to ``serving_default`` may declare; a
+            larger one (a decompression bomb) is refused from its header, before it is
+            decoded. ``None``: ``$KERASTL_MAX_PIXELS`` or 89,478,485 (Pillow's limit).
 
     Returns:
         The version folder, e.g. ``SavedModels/flowers/3``.
@@ -224,6 +229,7 @@ def export_saved_model(model: keras.Model, base_dir: str | os.PathLike = "SavedM
     task = task_of(model)
     num_outputs = int(model.output_shape[-1])
     names = _check_class_names(class_names, task, num_outputs)
+    max_pixels = header.resolve_max_pixels(max_pixels)
     if warmup:
         warmup_lib._serving_protos()  # fail before the slow part when the extra is missing
 
@@ -243,7 +249,7 @@ def export_saved_model(model: keras.Model, base_dir: str | os.PathLike = "SavedM
     staging = model_dir / f".incomplete-{token}"
     try:
         module = ServingModule(model, task=task, class_names=names, top_k=top_k,
-                               image_size=size, resize=resize)
+                               image_size=size, resize=resize, max_pixels=max_pixels)
         with _quiet("absl", "tensorflow"):
             tf.saved_model.save(module, str(staging), signatures=module.signatures())
         (staging / "assets").mkdir(exist_ok=True)
@@ -253,12 +259,13 @@ def export_saved_model(model: keras.Model, base_dir: str | os.PathLike = "SavedM
         extra.mkdir(exist_ok=True)
         records = 0
         if warmup:
-            examples = warmup_lib.example_bytes(example_images, size)
+            examples = warmup_lib.example_bytes(example_images, size, max_pixels=max_pixels)
             logs = warmup_lib.build_requests(name, examples, size, task=task, resize=resize)
             records = warmup_lib.write_warmup_requests(extra / warmup_lib.WARMUP_FILE, logs)
         metadata = {
             "name": name, "version": version, "task": task, "image_size": list(size),
             "resize": resize, "top_k": min(top_k, num_outputs), "class_names": names,
+            "max_pixels": module.max_pixels,
             "inputs": {"serving_default": BYTES_INPUT, "predict_images": IMAGES_INPUT},
             "warmup_records": records, "keras_model_name": model.name,
             "tensorflow": tf.__version__, "keras": keras.__version__,

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import keras
 import tensorflow as tf
 
-from kerastl.data import decode
+from kerastl.data import decode, header
 from kerastl.errors import UserInputError
 
 BYTES_INPUT = "image_bytes"
@@ -26,7 +26,7 @@ CLASSIFIER_OUTPUTS = ("probabilities", "classes", "class_names", "top_k_indices"
 REGRESSOR_OUTPUTS = ("predictions",)
 
 # Magic numbers of the formats tf.io.decode_image reads (WebP is RIFF....WEBP).
-_MAGIC = ((0, b"\xff\xd8\xff"), (0, b"\x89PNG"), (0, b"GIF8"), (0, b"BM"), (8, b"WEBP"))
+_MAGIC = tuple((offset, magic) for _, offset, magic in header.MAGIC)
 
 
 def model_image_size(model: keras.Model, image_size=None) -> tuple[int, int]:
@@ -102,12 +102,19 @@ def _looks_like_image(data: tf.Tensor) -> tf.Tensor:
 
 
 def decode_images(image_bytes: tf.Tensor, size: tuple[int, int], resize: str = "stretch",
-                  input_name: str = BYTES_INPUT) -> tf.Tensor:
+                  input_name: str = BYTES_INPUT, max_pixels: int | None = None) -> tf.Tensor:
     """Decode a ``[batch]`` string tensor of JPEG/PNG/GIF/BMP/WebP files to float32 images.
 
     Each image goes through the same decoding and resizing as in training (see
-    :func:`_decode_like_training`); ``resize`` is the data layer's option. A string that is not an encoded image fails with ``InvalidArgumentError``
-    naming the input and the index of the bad item, before anything is decoded.
+    :func:`_decode_like_training`); ``resize`` is the data layer's option. Before
+    anything is decoded, each item is checked: a string that is not an encoded image,
+    or one whose header declares more than ``max_pixels`` pixels (a decompression
+    bomb: a few KB that would decode to gigabytes), fails with ``InvalidArgumentError``
+    naming the input and the index of the bad item. The header is read with core TF
+    ops only (:func:`kerastl.data.decode.header_pixels`), so a server that links no
+    kerastl code refuses the bomb without allocating its pixels.
+    ``max_pixels=None``: ``$KERASTL_MAX_PIXELS`` or the default (89,478,485, Pillow's
+    limit), fixed into the graph when it is built.
     """
 
     def one(args):
@@ -118,8 +125,13 @@ def decode_images(image_bytes: tf.Tensor, size: tuple[int, int], resize: str = "
             "in JSON), not decoded pixels or a file name.",
             [index, tf.strings.length(data), tf.strings.substr(data, 0, 8)])
         check = tf.debugging.Assert(_looks_like_image(data), [message])
-        with tf.control_dependencies([check]):
+        with tf.control_dependencies([check]):  # the size check reads a valid header only
+            budget = decode.assert_pixels(data, limit, name=tf.strings.format(
+                f"Input {input_name} item {{}}", [index]))
+        with tf.control_dependencies([check, budget]):
             return _decode_like_training(data, size, resize)
+
+    limit = header.resolve_max_pixels(max_pixels)
 
     cached = decode.cache_size(size, resize)
     count = tf.shape(image_bytes, out_type=tf.int64)[0]
@@ -142,10 +154,13 @@ class ServingModule(tf.Module):
         image_size: ``(height, width)`` the bytes signature resizes to.
         resize: the data layer's ``resize`` option used in training: ``"stretch"``,
             ``"crop"``, ``"pad"`` or ``"random_crop"`` (central crop at serving time).
+        max_pixels: most pixels an image sent to ``serving_default`` may declare
+            (see :func:`decode_images`).
     """
 
     def __init__(self, model: keras.Model, *, task: str, class_names: Sequence[str] | None,
-                 top_k: int, image_size: tuple[int, int], resize: str = "stretch"):
+                 top_k: int, image_size: tuple[int, int], resize: str = "stretch",
+                 max_pixels: int | None = None):
         super().__init__(name="kerastl_serving")
         # The Keras model itself is not tracked (the SavedModel must not need Keras to
         # load); its variables are, so they are saved and restored.
@@ -156,6 +171,7 @@ class ServingModule(tf.Module):
         self._task = task
         self._size = tuple(image_size)
         self._resize = check_resize(resize)
+        self.max_pixels = header.resolve_max_pixels(max_pixels)
         self._num_outputs = int(model.output_shape[-1])
         self._top_k = min(int(top_k), self._num_outputs)
         if task != "regression":
@@ -193,7 +209,8 @@ class ServingModule(tf.Module):
         return self._outputs(images)
 
     def _serving_default(self, image_bytes):
-        return self._outputs(decode_images(image_bytes, self._size, self._resize))
+        return self._outputs(decode_images(image_bytes, self._size, self._resize,
+                                           max_pixels=self.max_pixels))
 
     def signatures(self) -> dict:
         """The concrete functions to save, keyed by signature name."""

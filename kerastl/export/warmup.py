@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from kerastl.data import header
 from kerastl.errors import UserInputError, require
 from kerastl.export.signatures import (
     BYTES_INPUT,
@@ -29,7 +30,6 @@ log = logging.getLogger(__name__)
 
 WARMUP_FILE = "tf_serving_warmup_requests"
 MAX_WARMUP_RECORDS = 1000  # TF Serving refuses to replay more than this
-_IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM")
 
 
 def _serving_protos():
@@ -62,7 +62,8 @@ def synthetic_examples(size: tuple[int, int], count: int = 4, seed: int = 0) -> 
     return out
 
 
-def example_bytes(example_images, size: tuple[int, int], *, limit: int = 8) -> list[bytes]:
+def example_bytes(example_images, size: tuple[int, int], *, limit: int = 8,
+                  max_pixels: int | None = None) -> list[bytes]:
     """Turn what the user gave as examples into at most ``limit`` encoded image files.
 
     Args:
@@ -71,6 +72,8 @@ def example_bytes(example_images, size: tuple[int, int], *, limit: int = 8) -> l
             ``(images, labels)`` batches, or a list of file paths / encoded bytes.
         size: the model's ``(height, width)`` (for the synthetic images).
         limit: most examples to keep.
+        max_pixels: most pixels an example file may declare (its header is read
+            before anything is decoded; default: see :mod:`kerastl.data.header`).
     """
     if example_images is None:
         log.info("No example_images given: the warmup requests use synthetic JPEG/PNG "
@@ -91,18 +94,19 @@ def example_bytes(example_images, size: tuple[int, int], *, limit: int = 8) -> l
                 f"Received an array of shape {images.shape}")
         return [_encode(image, "jpeg") for image in images[:limit]]
     out = []
-    for item in list(example_images)[:limit]:
+    for i, item in enumerate(list(example_images)[:limit]):
         if isinstance(item, str | os.PathLike):
             path = Path(item)
-            if not path.is_file():
+            if not path.exists():
                 raise UserInputError(f"Example image not found: {path}")
-            item = path.read_bytes()
+            item = header.read_image(path, max_pixels)  # regular files only, size checked
         elif isinstance(item, np.ndarray) and item.ndim == 3 and item.shape[-1] == 3:
             item = _encode(item.astype(np.float32), "jpeg")  # a photo of any size
-        if not isinstance(item, bytes) or not item.startswith(_IMAGE_MAGIC):
+        if not isinstance(item, bytes) or header.sniff_format(item) is None:
             raise UserInputError(
-                "example_images entries must be paths to (or bytes of) JPEG, PNG, GIF or BMP "
-                f"files, or (height, width, 3) arrays. Received: {str(item)[:60]!r}")
+                "example_images entries must be paths to (or bytes of) JPEG, PNG, GIF, BMP "
+                f"or WebP files, or (height, width, 3) arrays. Received: {str(item)[:60]!r}")
+        header.check_pixels(item, max_pixels, name=f"example_images[{i}]")
         out.append(item)
     if not out:
         raise UserInputError("example_images is empty; give at least one image or None.")

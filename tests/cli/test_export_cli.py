@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -52,9 +53,16 @@ def test_export_with_tflite_and_verify(tmp_path, keras_file, example_folder, cap
     tflite = json.loads((base / "pets" / "tflite" / "1" / "tflite_report.json").read_text())
     assert tflite[0]["variant"] == "float" and tflite[0]["top1_agreement"] >= 0.99
     assert "signature_def['serving_default']:" in out
-    assert "[PASS] predict_images vs Keras" in out and out.rstrip().endswith("OK")
+    for consumer in ("C++ loader (TF Serving's LoadSavedModel, via the C API)",
+                     "session loader (saved_model_cli run)", "tf.saved_model.load"):
+        assert f"[PASS] {consumer}: predict_images vs Keras" in out
+        assert re.search(rf"\[PASS\] {re.escape(consumer)}: warmup requests replay: "
+                         r"(\d+)/\1 answered", out)
+    assert "[PASS] LiteRT (ai_edge_litert): pets_float.tflite vs Keras" in out
+    assert out.rstrip().endswith("OK")
     report = json.loads((base / "pets" / "verify-1.json").read_text())
     assert report["ok"] and report["metrics"]["num_images"] == 10
+    assert report["metrics"]["litert"]["float"]["top1_agreement"] >= 0.99
     # the warmup requests carry the example files' own bytes
     from kerastl.export import read_warmup_requests
 
@@ -96,3 +104,28 @@ def test_bad_input_is_one_line_exit_2(tmp_path, keras_file, capsys, extra, messa
 def test_missing_model_file(tmp_path, capsys):
     assert main(["export", str(tmp_path / "nope.keras"), "--name", "x"]) == 2
     assert "Model file not found" in capsys.readouterr().err
+
+
+def test_export_that_a_server_cannot_load_fails_verify_and_is_withdrawn(tmp_path, keras_file,
+                                                                       capsys, monkeypatch):
+    """The Keras 3 trap on purpose (keras.Variable wrappers tracked, not their tf.Variables):
+    tf.saved_model.load copes, TF Serving's C++ loader finds no variable."""
+    from kerastl.export import signatures
+
+    monkeypatch.setattr(signatures, "tf_variables", lambda model: list(model.variables))
+    path, _ = keras_file
+    base = tmp_path / "SavedModels"
+    status = main(["export", str(path), "--name", "pets", "--base-dir", str(base),
+                   "--verify", "--verify-images", "8", "--no-warmup"])
+    captured = capsys.readouterr()
+    assert status == 1
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in captured.err
+    assert lines[0].startswith("kerastl: verification failed: C++ loader (TF Serving's "
+                               "LoadSavedModel, via the C API): loads and answers:")
+    assert "Could not find variable" in lines[0]
+    assert "[PASS] tf.saved_model.load: predict_images vs Keras" in captured.out
+    assert not (base / "pets" / "1").exists()  # TF Serving would load an integer folder
+    assert (base / "pets" / "rejected-1" / "saved_model.pb").is_file()  # kept to inspect
+    assert "pets" not in (base / "models.config").read_text()
+    assert json.loads((base / "pets" / "verify-1.json").read_text())["ok"] is False
