@@ -205,6 +205,112 @@ def shard_options(dataset: tf.data.Dataset) -> tf.data.Dataset:
     return dataset.with_options(options)
 
 
+# Names of get_strategy that a strategy inferred from a model's variables answers to.
+_NAME_FITS = {"auto": (tf.distribute.Strategy,),
+              "mirrored": (tf.distribute.MirroredStrategy,),
+              "multi_worker": (tf.distribute.MultiWorkerMirroredStrategy,),
+              "tpu": (tf.distribute.TPUStrategy,)}
+
+
+def _variable_strategy(variable) -> tf.distribute.Strategy | None:
+    """The strategy that created ``variable``, or None for a plain (one-device) variable.
+
+    Under a multi-replica strategy, the TensorFlow variable behind a Keras
+    variable (``variable.value``) is a ``tf.distribute.DistributedValues``
+    (``MirroredVariable``, ``SyncOnReadVariable``, TPU variables) whose
+    ``distribute_strategy`` property names its strategy. That property is not
+    in TensorFlow's documented API, so it is read here only, and a
+    distributed variable without it is an error rather than a silent
+    fallback to Keras ``fit`` (which fails under multi-worker strategies).
+    """
+    value = getattr(variable, "value", variable)
+    if not isinstance(value, tf.distribute.DistributedValues):
+        return None
+    strategy = getattr(value, "distribute_strategy", None)
+    if not isinstance(strategy, tf.distribute.Strategy):
+        raise RuntimeError(
+            f"Cannot tell which strategy created the distributed variable {variable.name!r} "
+            f"({type(value).__name__}) with TensorFlow {tf.__version__}: its "
+            "distribute_strategy property is gone. Pass strategy= to fine_tune explicitly.")
+    return strategy
+
+
+def strategy_of(model: keras.Model) -> tf.distribute.Strategy | None:
+    """The strategy in whose ``scope()`` the variables of ``model`` were created.
+
+    Returns:
+        The ``tf.distribute.Strategy`` (``MirroredStrategy``,
+        ``MultiWorkerMirroredStrategy``, ``TPUStrategy``...), or None when the
+        variables are plain one-device variables (built outside any
+        multi-replica strategy).
+
+    Raises:
+        UserInputError: some variables belong to one strategy and others to
+            another, or to none.
+    """
+    owners: dict[int, tf.distribute.Strategy | None] = {}
+    for weight in model.weights:
+        owner = _variable_strategy(weight)
+        owners.setdefault(id(owner), owner)
+    if len(owners) > 1:
+        names = sorted(_describe(s) for s in owners.values())
+        raise UserInputError(
+            f"The variables of model '{model.name}' were created under different strategies "
+            f"({', '.join(names)}). Build the whole model (backbone and head) inside one "
+            "strategy.scope().")
+    return next(iter(owners.values()), None)
+
+
+def _describe(strategy) -> str:
+    """``"MultiWorkerMirroredStrategy (2 replicas)"``: the public name, not the class's."""
+    if strategy is None:
+        return "no strategy"
+    public = (("MultiWorkerMirroredStrategy", tf.distribute.MultiWorkerMirroredStrategy),
+              ("MirroredStrategy", tf.distribute.MirroredStrategy),
+              ("TPUStrategy", tf.distribute.TPUStrategy),
+              ("OneDeviceStrategy", tf.distribute.OneDeviceStrategy))
+    name = next((label for label, cls in public if isinstance(strategy, cls)),
+                type(strategy).__name__)
+    n = strategy.num_replicas_in_sync
+    return f"{name} ({n} replica{'' if n == 1 else 's'})"
+
+
+def strategy_for(model: keras.Model, strategy=None) -> tf.distribute.Strategy | None:
+    """The strategy to train ``model`` under: the one that created its variables, or ``strategy``.
+
+    A model built in ``strategy.scope()``, as TensorFlow's guides do, trains
+    under that strategy without being told; passing the same strategy (or
+    ``"auto"``, or the name of its kind, e.g. ``"multi_worker"``) is accepted.
+    A model built outside any multi-replica strategy trains under
+    ``strategy`` (see :func:`get_strategy`), or under none.
+
+    Raises:
+        UserInputError: ``strategy`` is another strategy than the one that
+            created the model's variables, or the variables belong to
+            several strategies.
+    """
+    owner = strategy_of(model)
+    if owner is None:
+        return get_strategy(strategy) if strategy is not None else None
+    if strategy is None or strategy is owner:
+        if strategy is None:
+            log.info("Distribution: %s, inferred from the model's variables", _describe(owner))
+        return owner
+    if isinstance(strategy, str):
+        key = strategy.lower().replace("-", "_")
+        if isinstance(owner, _NAME_FITS.get(key, ())):
+            return owner
+        received = f"strategy={strategy!r}"
+    else:
+        received = f"strategy={_describe(strategy)}, another object"
+    raise UserInputError(
+        f"The variables of model '{model.name}' were created in the scope of "
+        f"{_describe(owner)}, but {received} was passed. Variables live on the devices and "
+        "workers of the strategy that created them: leave strategy= out to train under that "
+        "one, or build the model inside the scope of the strategy you pass. "
+        f"Received: {received}")
+
+
 def variables_in_scope(model: keras.Model, strategy: tf.distribute.Strategy) -> bool:
     """True when every variable of ``model`` was created under ``strategy.scope()``."""
     extended = strategy.extended

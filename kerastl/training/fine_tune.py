@@ -196,11 +196,14 @@ def fine_tune(model: keras.Model, train: tf.data.Dataset, val: tf.data.Dataset |
         label_smoothing: for one-hot labels.
         class_weight: ``{class index: weight}`` passed to ``fit``.
         weight_decay: optimizer weight decay (AdamW default 1e-4).
-        strategy: ``None`` (no distribution), a name for
-            :func:`kerastl.distribute.get_strategy` (``"auto"``, ``"mirrored"``,
-            ``"multi_worker"``...) or a ``tf.distribute.Strategy``. A model
-            built outside the strategy's scope is trained as a copy built in
-            it; the trained weights are copied back into ``model``.
+        strategy: ``None``, a name for :func:`kerastl.distribute.get_strategy`
+            (``"auto"``, ``"mirrored"``, ``"multi_worker"``...) or a
+            ``tf.distribute.Strategy``. ``None`` trains a model built in a
+            strategy's ``scope()`` under that strategy (with kerastl's loop
+            for multi-worker strategies), and any other model without
+            distribution. A model built outside the strategy's scope is
+            trained as a copy built in it; the trained weights are copied
+            back into ``model``.
         backup_dir: folder for phase-aware checkpoints written after every
             epoch (atomically; by the chief only). A run restarted with the
             same arguments resumes in the phase, epoch and frozen/unfrozen
@@ -238,7 +241,9 @@ def fine_tune(model: keras.Model, train: tf.data.Dataset, val: tf.data.Dataset |
         A :class:`FineTuneResult`.
 
     Raises:
-        ValueError: the model has no kerastl backbone, or an argument is invalid.
+        ValueError: the model has no kerastl backbone, or an argument is invalid
+            (among them a ``strategy`` other than the one whose scope created
+            the model's variables).
     """
     for label, value in (("head_epochs", head_epochs), ("epochs", epochs)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -256,8 +261,7 @@ def fine_tune(model: keras.Model, train: tf.data.Dataset, val: tf.data.Dataset |
 
         add_l2(model, l2, scope="head")
     policy = distribute.check_precision(mixed_precision)
-    if strategy is not None:
-        strategy = distribute.get_strategy(strategy)
+    strategy = distribute.strategy_for(model, strategy)
     if training_loop == "auto":
         training_loop = "custom" if distribute.is_multi_worker(strategy) else "keras"
     if training_loop == "custom" and strategy is None:

@@ -171,7 +171,7 @@ def single_device(tmp_path_factory):
 
 @pytest.mark.slow
 @pytest.mark.weights
-@pytest.mark.parametrize("mode", ["mirrored", "mirrored-custom"])
+@pytest.mark.parametrize("mode", ["mirrored", "mirrored-custom", "mirrored-scope"])
 def test_mirrored_on_two_logical_cpus_matches_one_device(single_device, tmp_path, mode):
     _worker(tmp_path, mode, "--logical-cpus", "2")
     info = json.loads((tmp_path / "history-0.json").read_text())
@@ -196,11 +196,9 @@ def _free_port():
         return s.getsockname()[1]
 
 
-@pytest.mark.slow
-@pytest.mark.weights
-def test_two_workers_end_identical_and_equal_to_one_process(single_device, tmp_path):
+def _two_workers(tmp_path, mode, *extra):
+    """Run tests/distribute/worker.py as 2 localhost workers at once; return their logs."""
     workers = [f"127.0.0.1:{_free_port()}" for _ in range(2)]
-    backup = tmp_path / "backup"
     procs, logs = [], []
     try:
         for index in range(2):
@@ -208,8 +206,7 @@ def test_two_workers_end_identical_and_equal_to_one_process(single_device, tmp_p
             log_file = open(tmp_path / f"log-{index}.txt", "w")  # noqa: SIM115
             logs.append(log_file)
             procs.append(subprocess.Popen(
-                [sys.executable, "-m", "tests.distribute.worker", str(tmp_path), "multi_worker",
-                 "--backup-dir", str(backup)],
+                [sys.executable, "-m", "tests.distribute.worker", str(tmp_path), mode, *extra],
                 cwd=ROOT, stdout=log_file, stderr=subprocess.STDOUT,
                 env=dict(os.environ, TF_CONFIG=json.dumps(config), TF_CPP_MIN_LOG_LEVEL="3")))
         codes = [p.wait(timeout=540) for p in procs]
@@ -222,6 +219,10 @@ def test_two_workers_end_identical_and_equal_to_one_process(single_device, tmp_p
             f.close()
     text = [(tmp_path / f"log-{i}.txt").read_text() for i in range(2)]
     assert codes == [0, 0], text[0][-2000:] + text[1][-2000:]
+    return text
+
+
+def _assert_identical_and_trained(tmp_path, single_device):
     w0, w1 = _weights(tmp_path / "weights-0.npz"), _weights(tmp_path / "weights-1.npz")
     for a, b in zip(w0, w1, strict=True):
         np.testing.assert_array_equal(a, b)  # the workers hold the very same weights
@@ -231,8 +232,95 @@ def test_two_workers_end_identical_and_equal_to_one_process(single_device, tmp_p
     h1 = json.loads((tmp_path / "history-1.json").read_text())
     assert h0["replicas"] == 2 and h0["chief"] and not h1["chief"]
     assert h0["history"] == h1["history"]  # metrics on the gathered global batch
+
+
+@pytest.mark.slow
+@pytest.mark.weights
+def test_two_workers_end_identical_and_equal_to_one_process(single_device, tmp_path):
+    backup = tmp_path / "backup"
+    text = _two_workers(tmp_path, "multi_worker", "--backup-dir", str(backup))
+    _assert_identical_and_trained(tmp_path, single_device)
     # Only the chief writes: the export and the checkpoints.
     assert (tmp_path / "model.keras").exists()
     assert "Checkpoint" in text[0] and "Checkpoint" not in text[1]
     state = json.loads((backup / (backup / "latest").read_text() / "state.json").read_text())
     assert state["status"] == "done" and state["epochs_done"] == 3
+
+
+@pytest.mark.slow
+@pytest.mark.weights
+def test_model_built_in_multi_worker_scope_trains_without_strategy_argument(
+        single_device, tmp_path):
+    # TensorFlow's guide: build in MultiWorkerMirroredStrategy.scope(), then train. Keras 3
+    # fit dies there (keras-team/keras#20585); fine_tune infers the strategy and its loop.
+    text = _two_workers(tmp_path, "multi_worker-scope")
+    _assert_identical_and_trained(tmp_path, single_device)
+    for log_text in text:
+        assert ("Distribution: MultiWorkerMirroredStrategy (2 replicas), inferred from the "
+                "model's variables") in log_text
+    assert (tmp_path / "model.keras").exists()
+
+
+# ---------------------------------------------------------------- inferred strategies
+def _tiny_model():
+    return ktl.build_classifier(ktl.build_backbone("mobilenet_v2", weights=None,
+                                                   image_size=32), 3)
+
+
+def test_model_built_in_a_scope_names_its_strategy():
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
+    with strategy.scope():
+        model = _tiny_model()
+    # Fails loudly if TensorFlow moves the property kerastl reads (distribute_strategy).
+    assert ktl.distribute.strategy_of(model) is strategy
+    assert ktl.distribute.strategy_for(model) is strategy
+    assert ktl.distribute.strategy_for(model, "auto") is strategy
+    assert ktl.distribute.strategy_for(model, "mirrored") is strategy
+    assert ktl.distribute.strategy_of(_tiny_model()) is None
+    assert ktl.distribute.strategy_for(_tiny_model()) is None
+
+
+def test_fine_tune_infers_the_strategy_that_built_the_model(tiny_classifier_data, caplog):
+    train, val = tiny_classifier_data
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
+    with strategy.scope():
+        model = _tiny_model()
+    before = [w.copy() for w in model.get_weights()]
+    with caplog.at_level(logging.INFO, logger="kerastl.distribute"):
+        result = ktl.fine_tune(model, train, val, head_epochs=1, epochs=1, verbose=0,
+                               cache_features=False, patience=None, unfreeze={"groups": 1})
+    assert "MirroredStrategy (1 replica), inferred from the model's variables" in caplog.text
+    assert result.model is model and ktl.distribute.strategy_of(model) is strategy
+    assert any(not np.array_equal(a, b) for a, b in zip(before, model.get_weights(),
+                                                        strict=True))
+
+
+def test_another_strategy_than_the_models_is_one_clear_error(tiny_classifier_data):
+    train, val = tiny_classifier_data
+    built = tf.distribute.MirroredStrategy(["/cpu:0"])
+    with built.scope():
+        model = _tiny_model()
+    before = [w.copy() for w in model.get_weights()]
+    other = tf.distribute.MirroredStrategy(["/cpu:0"])
+    for passed, received in ((other, "strategy=MirroredStrategy (1 replica), another object"),
+                             ("cpu", "strategy='cpu'"), ("multi_worker", "strategy='multi_worker'")):
+        with pytest.raises(ktl.UserInputError) as info:
+            ktl.fine_tune(model, train, val, head_epochs=1, epochs=0, verbose=0,
+                          strategy=passed)
+        message = str(info.value)
+        assert message.startswith(f"The variables of model '{model.name}' were created in the "
+                                  "scope of MirroredStrategy (1 replica), but " + received)
+        assert "leave strategy= out" in message
+    for a, b in zip(before, model.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)  # refused before anything trained
+
+
+def test_a_model_split_across_strategies_is_refused():
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
+    backbone = ktl.build_backbone("mobilenet_v2", weights=None, image_size=32)
+    with strategy.scope():
+        model = ktl.build_classifier(backbone, 3)
+    with pytest.raises(ktl.UserInputError,
+                       match=r"different strategies \(MirroredStrategy \(1 replica\), no "
+                             r"strategy\)\. Build the whole model"):
+        ktl.distribute.strategy_of(model)

@@ -3,7 +3,10 @@
 Usage: python -m tests.distribute.worker OUT_DIR MODE [--logical-cpus N]
 MODE: "single" (no strategy), "mirrored" (MirroredStrategy over the logical
 CPUs), "mirrored-custom" (the same with kerastl's strategy.run loop), or
-"multi_worker" (MultiWorkerMirroredStrategy from TF_CONFIG). Writes the final
+"multi_worker" (MultiWorkerMirroredStrategy from TF_CONFIG). A "-scope" suffix
+("mirrored-scope", "multi_worker-scope") builds the model inside
+``strategy.scope()``, as TensorFlow's guides do, and calls fine_tune without
+``strategy=``: the strategy is inferred from the model's variables. Writes the final
 weights to OUT_DIR/weights-<task>.npz, the history to OUT_DIR/history-<task>.json,
 and (chief only) OUT_DIR/model.keras.
 """
@@ -11,6 +14,7 @@ and (chief only) OUT_DIR/model.keras.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -50,7 +54,8 @@ def main() -> None:
     import kerastl as ktl
 
     strategy, loop, task = None, "auto", 0
-    if args.mode == "multi_worker":
+    in_scope = args.mode.endswith("-scope")
+    if args.mode.startswith("multi_worker"):
         strategy = ktl.distribute.get_strategy("multi_worker")
         task = strategy.cluster_resolver.task_id
     elif args.mode.startswith("mirrored"):
@@ -59,17 +64,19 @@ def main() -> None:
     keras.utils.set_random_seed(3)
     # Real weights (a random frozen backbone gives ~constant features, so nothing would
     # train) with drop-connect off: the replicas' runs then differ only by float sums.
-    backbone = ktl.build_backbone("efficientnet_lite0", weights="imagenet", image_size=32)
-    for layer in backbone.layers:
-        if isinstance(layer, keras.layers.Dropout):
-            layer.rate = 0.0
-    model = ktl.build_classifier(backbone, 3, dropout=0.0)
+    with strategy.scope() if in_scope else contextlib.nullcontext():
+        backbone = ktl.build_backbone("efficientnet_lite0", weights="imagenet", image_size=32)
+        for layer in backbone.layers:
+            if isinstance(layer, keras.layers.Dropout):
+                layer.rate = 0.0
+        model = ktl.build_classifier(backbone, 3, dropout=0.0)
     out = pathlib.Path(args.out)
     np.savez(out / f"initial-{task}.npz", *model.get_weights())
     train, val = data(tf, np)
     result = ktl.fine_tune(model, train, val, head_epochs=2, epochs=1, unfreeze={"groups": 1},
                            learning_rate=1e-2, fine_tune_learning_rate=1e-3, verbose=0,
-                           patience=None, cache_features=False, strategy=strategy,
+                           patience=None, cache_features=False,
+                           strategy=None if in_scope else strategy,
                            training_loop=loop, backup_dir=args.backup_dir)
     np.savez(out / f"weights-{task}.npz", *result.model.get_weights())
     (out / f"history-{task}.json").write_text(json.dumps(
