@@ -17,7 +17,7 @@ import tensorflow as tf
 from kerastl.data.arrays import from_arrays
 from kerastl.data.fashion_mnist import CLASS_NAMES, few_shot_indices, load_fashion_mnist
 from kerastl.data.splits import Splits
-from kerastl.training.run import next_free_dir, train_and_report
+from kerastl.training.run import claim_free_dir, train_and_report
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ def run_demo(output: str | os.PathLike | None = None, *, config: DemoConfig | No
 
     config = config or DemoConfig()
     keras.utils.set_random_seed(config.seed)
-    output = output or next_free_dir("runs/demo")
+    output = output or claim_free_dir("runs/demo")
     log.info("kerastl demo: %s (ImageNet weights) on Fashion-MNIST, %d images/class, %d px",
              config.backbone, config.train_per_class, config.image_size)
     splits = demo_splits(config)

@@ -10,11 +10,13 @@ kerastl refuses to delete it and says so.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
 import pathlib
 import re
+import secrets
 import shutil
 import time
 
@@ -81,19 +83,34 @@ def make_owned_dir(parent: str | os.PathLike, name: str, *, kind: str,
     ``parent`` is created if needed. An existing folder is left as it is
     (marked or not): resuming in it deletes nothing.
 
+    The folder appears with its mark already inside (made as a hidden folder
+    beside it, then renamed into place), so a process running
+    :func:`clear_owned_dir` at the same moment never finds it unmarked. Of
+    several processes creating it at once one rename wins; the others find
+    the winner's folder (a rename onto a folder that holds files fails).
+
     Raises:
         UserInputError: ``name`` is not folder-safe, or ``parent/name`` is a file.
     """
     check_name(name, what=what, kind=kind)
     folder = pathlib.Path(parent) / name
     pathlib.Path(parent).mkdir(parents=True, exist_ok=True)
-    try:
-        folder.mkdir()
-    except FileExistsError:
-        if not folder.is_dir():
-            raise UserInputError(f"{folder} exists and is not a folder.") from None
-        return folder
-    _mark(folder, kind)
+    if not (folder.exists() or folder.is_symlink()):
+        fresh = folder.with_name(f".kerastl-new-{os.getpid()}-{secrets.token_hex(4)}")
+        fresh.mkdir()
+        try:
+            _mark(fresh, kind)
+            try:
+                os.rename(fresh, folder)
+                return folder
+            except OSError as err:  # another process created it first
+                if err.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                    raise
+        finally:
+            if fresh.exists():
+                shutil.rmtree(fresh)
+    if not folder.is_dir():
+        raise UserInputError(f"{folder} exists and is not a folder.")
     return folder
 
 
@@ -121,5 +138,14 @@ def clear_owned_dir(parent: str | os.PathLike, name: str, *, kind: str,
     if pathlib.Path(os.path.realpath(folder)).parent != pathlib.Path(os.path.realpath(parent)):
         raise UserInputError(f"Refusing to overwrite {folder}: it is not inside {parent}.")
     log.info("Removing %s (--overwrite)", folder)
-    shutil.rmtree(folder)
+    # Renamed away first: the rename is atomic, so of two processes clearing the same
+    # folder at once exactly one takes it, and neither deletes the other's new folder
+    # nor trips over files vanishing under rmtree.
+    doomed = folder.with_name(f".kerastl-removing-{os.getpid()}-{secrets.token_hex(4)}")
+    try:
+        os.rename(folder, doomed)
+    except FileNotFoundError:  # another process is clearing it right now
+        pass
+    else:
+        shutil.rmtree(doomed)
     return make_owned_dir(parent, name, kind=kind, what=what)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import pathlib
 import re
 
@@ -146,7 +147,7 @@ def run(args) -> int:
     import tensorflow as tf
 
     import kerastl as ktl
-    from kerastl.training.run import next_free_dir
+    from kerastl.training.run import claim_free_dir
 
     spec = ktl.backbone_spec(args.backbone)
     weights = None if str(args.weights).lower() == "none" else args.weights
@@ -181,22 +182,32 @@ def run(args) -> int:
     safe_name = re.sub(r"[^A-Za-z0-9_.-]+", "_", spec.name.removeprefix("hub:")).strip("_")
     if not is_safe_name(safe_name):  # e.g. a hub handle "..": never a path out of runs/
         safe_name = "hub"
-    output = args.output or next_free_dir(f"runs/{safe_name}")
     config = {k: (str(v) if isinstance(v, pathlib.Path) else v)
               for k, v in vars(args).items() if k != "func"}
     from kerastl.transfer.run import choose_mode, feature_extraction_and_report
 
     mode = choose_mode(args.mode, train_examples=int(splits.counts.get("train", 0)),
                        num_classes=len(splits.class_names))
-    if mode == "feature-extraction":
-        report = feature_extraction_and_report(
-            splits, backbone=args.backbone, output=output, weights=weights,
-            kind=args.classifier, C=args.C, cache=args.features_cache,
-            overwrite=args.overwrite, config=config)
-        print(f"mode: feature extraction ({report['linear_head']['kind']}, "
-              f"C={report['linear_head']['C']:g})")
-    else:
-        report = _fine_tune_run(args, splits, output, weights, config, strategy)
+    output, claimed = args.output, None
+    if output is None and (mode == "feature-extraction" or ktl.distribute.is_chief(strategy)):
+        # Claimed now (exclusive mkdir): runs started together get distinct folders.
+        # The other workers of a fine-tuning cluster write nothing and need no folder.
+        output = claimed = claim_free_dir(f"runs/{safe_name}")
+    try:
+        if mode == "feature-extraction":
+            report = feature_extraction_and_report(
+                splits, backbone=args.backbone, output=output, weights=weights,
+                kind=args.classifier, C=args.C, cache=args.features_cache,
+                overwrite=args.overwrite, config=config)
+            print(f"mode: feature extraction ({report['linear_head']['kind']}, "
+                  f"C={report['linear_head']['C']:g})")
+        else:
+            report = _fine_tune_run(args, splits, output, weights, config, strategy)
+    except BaseException:
+        if claimed is not None:
+            with contextlib.suppress(OSError):  # only while still empty
+                claimed.rmdir()
+        raise
     _print_summary(report)
     return 0
 

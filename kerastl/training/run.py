@@ -26,19 +26,34 @@ log = logging.getLogger(__name__)
 MODEL_FILE = "model.keras"
 
 
-def next_free_dir(base: str | os.PathLike) -> pathlib.Path:
-    """``base`` if it does not exist yet, else ``base-2``, ``base-3``, ..."""
+def claim_free_dir(base: str | os.PathLike) -> pathlib.Path:
+    """Create and return ``base``, or ``base-2``, ``base-3``, ... when it is taken.
+
+    Each candidate is claimed with an exclusive ``mkdir``, which exactly one
+    process can win, so runs started at the same moment never share a
+    folder: the loser moves on to the next number. The parent is created
+    when missing.
+    """
     base = pathlib.Path(base)
-    if not base.exists():
-        return base
-    i = 2
-    while pathlib.Path(f"{base}-{i}").exists():
-        i += 1
-    return pathlib.Path(f"{base}-{i}")
+    base.parent.mkdir(parents=True, exist_ok=True)
+    candidate, i = base, 1
+    while True:
+        try:
+            candidate.mkdir()
+        except FileExistsError:
+            i += 1
+            candidate = pathlib.Path(f"{base}-{i}")
+            continue
+        return candidate
 
 
-def prepare_output(output: str | os.PathLike, *, overwrite: bool = False) -> pathlib.Path:
-    """Create ``output``; refuse to replace a trained model there unless ``overwrite``."""
+def prepare_output(output: str | os.PathLike, *, overwrite: bool = False,
+                   create: bool = True) -> pathlib.Path:
+    """Create ``output``; refuse to replace a trained model there unless ``overwrite``.
+
+    With ``create=False`` (a worker of a cluster that leaves writing to the
+    chief) the same checks run and nothing is created or removed.
+    """
     output = pathlib.Path(output)
     if output.exists() and not output.is_dir():
         raise UserInputError(f"--output {output} exists and is not a folder")
@@ -47,8 +62,9 @@ def prepare_output(output: str | os.PathLike, *, overwrite: bool = False) -> pat
             f"{output} already holds a trained model ({MODEL_FILE}); choose another "
             "--output or pass --overwrite to replace it"
         )
-    output.mkdir(parents=True, exist_ok=True)
-    remove_stale_temp_files(output)  # left by a run killed while saving
+    if create:
+        output.mkdir(parents=True, exist_ok=True)
+        remove_stale_temp_files(output)  # left by a run killed while saving
     return output
 
 
@@ -69,7 +85,8 @@ def save_model_and_labels(model: keras.Model, class_names, output: pathlib.Path)
     return {"model": save_model_atomically(model, output / MODEL_FILE), "labels": labels}
 
 
-def train_and_report(splits, *, backbone: str, output: str | os.PathLike, weights="imagenet",
+def train_and_report(splits, *, backbone: str, output: str | os.PathLike | None,
+                     weights="imagenet",
                      head_epochs: int = 3, epochs: int = 10, learning_rate: float = 1e-3,
                      fine_tune_learning_rate: float = 1e-4, unfreeze: dict | None = None,
                      dropout: float = 0.2, hidden_units=(), overwrite: bool = False,
@@ -84,7 +101,8 @@ def train_and_report(splits, *, backbone: str, output: str | os.PathLike, weight
 
     With a ``strategy`` (a name for :func:`kerastl.distribute.get_strategy` or a
     ``tf.distribute.Strategy``) the model is built in its scope and trained
-    on all its replicas; in a cluster only the chief writes files.
+    on all its replicas; in a cluster only the chief writes files, and the
+    other workers may pass ``output=None``.
 
     With ``lr_find=True`` the learning-rate finder (:func:`kerastl.lr_find`)
     first sweeps the head's rate on the frozen backbone; its suggestion
@@ -97,12 +115,16 @@ def train_and_report(splits, *, backbone: str, output: str | os.PathLike, weight
     from kerastl import distribute
     from kerastl.backbones.builder import build_backbone
 
-    output = prepare_output(output, overwrite=overwrite)
+    if strategy is not None:
+        strategy = distribute.get_strategy(strategy)
+    writer = distribute.is_chief(strategy)
+    if output is None and writer:
+        raise UserInputError("train_and_report needs an output folder")
+    if output is not None:  # every worker checks it, so all fail or none
+        output = prepare_output(output, overwrite=overwrite, create=writer)
     started = time.perf_counter()
     if splits.image_size is None:
         raise UserInputError("The data splits do not say their image size")
-    if strategy is not None:
-        strategy = distribute.get_strategy(strategy)
     with strategy.scope() if strategy is not None else contextlib.nullcontext():
         model = build_classifier(
             build_backbone(backbone, weights=weights, image_size=splits.image_size),
@@ -151,7 +173,7 @@ def train_and_report(splits, *, backbone: str, output: str | os.PathLike, weight
                                                                  splits.class_names)
         evaluation_split = split_name
         evaluated = (dataset, probs, labels)
-    if not distribute.is_chief(strategy):  # workers of a cluster: the chief writes the files
+    if not writer:  # workers of a cluster: the chief writes the files
         report["timings"] = dict(result.timings, total=time.perf_counter() - started)
         report["files"] = {}
         return report
