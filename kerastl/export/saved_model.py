@@ -17,6 +17,7 @@ renamed into place, so TF Serving's file poller never sees half a version.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -29,6 +30,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
+from kerastl.atomic import atomic_write_text
 from kerastl.data import header
 from kerastl.errors import UserInputError
 from kerastl.export import warmup as warmup_lib
@@ -149,6 +151,27 @@ def write_models_config(base_dir: str | os.PathLike, serving_base_path: str | No
         The path of the config file.
     """
     base_dir = Path(base_dir)
+    with _locked(base_dir / f".{MODELS_CONFIG}.lock"):  # list and write as one step
+        return _write_models_config(base_dir, serving_base_path)
+
+
+@contextlib.contextmanager
+def _locked(lock_file: Path):
+    """An exclusive ``flock`` on ``lock_file`` (where the platform has one)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: the atomic rename still keeps the file whole
+        yield
+        return
+    with open(lock_file, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _write_models_config(base_dir: Path, serving_base_path: str | None) -> Path:
     entries = []
     for child in sorted(base_dir.iterdir()):
         if child.is_dir() and _NAME.match(child.name) and versions(child):
@@ -159,11 +182,8 @@ def write_models_config(base_dir: str | os.PathLike, serving_base_path: str | No
                            f"    base_path: {json.dumps(root)}\n"
                            '    model_platform: "tensorflow"\n'
                            "  }\n")
-    target = base_dir / MODELS_CONFIG
-    tmp = base_dir / f".{MODELS_CONFIG}.{os.getpid()}.tmp"
-    tmp.write_text("model_config_list {\n" + "".join(entries) + "}\n")
-    os.replace(tmp, target)
-    return target
+    return atomic_write_text(base_dir / MODELS_CONFIG,
+                             "model_config_list {\n" + "".join(entries) + "}\n")
 
 
 def export_saved_model(model: keras.Model, base_dir: str | os.PathLike = "SavedModels", *,
@@ -236,9 +256,9 @@ def export_saved_model(model: keras.Model, base_dir: str | os.PathLike = "SavedM
     model_dir = Path(base_dir) / name
     model_dir.mkdir(parents=True, exist_ok=True)
     _remove_abandoned(model_dir)
-    if version is None:
-        existing = [int(p.name) for p in model_dir.iterdir() if p.name.isdigit()]
-        version = max(existing, default=0) + 1
+    explicit = version is not None
+    if not explicit:
+        version = _next_version(model_dir)  # tentative: claimed when the export is complete
     final = model_dir / str(version)
     if final.exists() and not overwrite:
         raise UserInputError(
@@ -270,14 +290,46 @@ def export_saved_model(model: keras.Model, base_dir: str | os.PathLike = "SavedM
             "warmup_records": records, "keras_model_name": model.name,
             "tensorflow": tf.__version__, "keras": keras.__version__,
         }
-        (extra / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
-        _move_into_place(staging, final, model_dir, token)
+        if explicit:
+            (extra / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
+            _move_into_place(staging, final, model_dir, token)
+        else:
+            version = _claim_next_version(staging, model_dir, version, metadata)
+            final = model_dir / str(version)
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
     write_models_config(base_dir, serving_base_path)
     log.info("Exported %s (version %d, %s, %d warmup records)", final, version, task, records)
     return final
+
+
+def _next_version(model_dir: Path) -> int:
+    return max((int(p.name) for p in model_dir.iterdir() if p.name.isdigit()), default=0) + 1
+
+
+def _claim_next_version(staging: Path, model_dir: Path, version: int, metadata: dict) -> int:
+    """Rename the complete ``staging`` folder to the next free version number.
+
+    ``rename`` onto an existing version fails (a non-empty folder), so two exports that
+    picked the same number cannot both take it: the loser moves on to the next number.
+    Concurrent exports of one model thus end with distinct, complete versions.
+    """
+    for _ in range(10_000):
+        version = max(version, _next_version(model_dir))
+        metadata["version"] = version
+        (staging / "assets.extra" / METADATA_FILE).write_text(
+            json.dumps(metadata, indent=2) + "\n")
+        try:
+            os.rename(staging, model_dir / str(version))
+            return version
+        except OSError as err:
+            if err.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                raise
+            log.debug("Version %d of %s was taken meanwhile; trying the next", version,
+                      model_dir)
+            version += 1
+    raise UserInputError(f"Could not claim a version number in {model_dir}.")
 
 
 @contextlib.contextmanager
