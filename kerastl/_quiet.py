@@ -8,6 +8,12 @@ noise, so real warnings and errors still reach the user.
 These lines are printed by absl before TensorFlow reads
 ``TF_CPP_MIN_LOG_LEVEL``, so that variable does not silence them. Set
 ``KERASTL_SHOW_TF_LOG=1`` to see everything.
+
+The ``kerastl`` command goes further: it sets ``TF_CPP_MIN_LOG_LEVEL=3`` (unless
+set already, or ``--verbose``/``--debug`` is given) before TensorFlow loads,
+because TensorFlow reads it once, at import. Its run-time log lines (an op
+that failed on a corrupt image, "Local rendezvous is aborting ...") then stay
+silent, and the CLI reports the error itself in one line.
 """
 
 from __future__ import annotations
@@ -30,8 +36,18 @@ def _is_noise(line: str) -> bool:
         line[:1] in "IWE" and any(marker in line for marker in _NOISE_MARKERS))
 
 
+def _is_quiet_cli() -> bool:
+    """Whether this process is the ``kerastl`` command, run without --verbose/--debug."""
+    argv = list(getattr(sys, "orig_argv", None) or sys.argv)
+    command = os.path.basename(sys.argv[0]) == "kerastl" or any(
+        a == "-m" and b == "kerastl" for a, b in zip(argv, argv[1:]))
+    return command and not {"--verbose", "-v", "--debug"} & set(argv)
+
+
 def import_tensorflow_quietly() -> None:
     """Import ``tensorflow`` and ``keras``, filtering TF's C++ start-up log lines."""
+    if _is_quiet_cli() and not os.environ.get("KERASTL_SHOW_TF_LOG"):
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     if "tensorflow" in sys.modules or os.environ.get("KERASTL_SHOW_TF_LOG"):
         import keras  # noqa: F401
         import tensorflow  # noqa: F401

@@ -8,6 +8,7 @@ built-in type a user would expect (``ValueError``, ``FileNotFoundError``,
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable
 
 
@@ -76,3 +77,34 @@ def require(module: str, extra: str, purpose: str):
             f"{purpose} needs the optional package '{module}'. "
             f"Install it with: pip install 'kerastl[{extra}]'"
         ) from err
+
+
+_TF_TAGS = re.compile(r"\{\{function_node [^}]*\}\}|\[\[[^\]]*\]\]|\[Op:[^\]]*\]")
+_TF_PREFIX = re.compile(r"^(?:\(\d+\) )?(?:INVALID_ARGUMENT|NOT_FOUND|DATA_LOSS|OUT_OF_RANGE"
+                       r"|RESOURCE_EXHAUSTED|FAILED_PRECONDITION|UNIMPLEMENTED|INTERNAL"
+                       r"|UNKNOWN|ABORTED|CANCELLED|PERMISSION_DENIED|UNAVAILABLE):"
+                       r"|^Error in user-defined function passed to \S+ transformation with "
+                       r"iterator: \S+: ")
+_TF_SKIP = ("Graph execution error", "Detected at node", "Detected unsupported operations",
+            "Stack trace for op definition", "root error(s) found", "Additional GRPC error",
+            "0 successful operations", "derived errors ignored", "Function call stack")
+
+
+def tf_error_cause(err: BaseException) -> str:
+    """The cause of a TensorFlow error in one line, without TensorFlow's framing.
+
+    Drops "Graph execution error:", the "Detected at node ... defined at" Python
+    stack, ``{{function_node ...}}``, ``[[{{node ...}}]]`` and ``[Op:...]`` tags.
+
+    Example:
+        A truncated JPEG reaching ``DecodeJpeg`` in a ``tf.data`` map gives
+        ``"jpeg::Uncompress failed. Invalid JPEG data or crop window."``.
+    """
+    text = getattr(err, "message", None) or str(err)
+    for line in text.splitlines():
+        if not line.strip() or line[:1].isspace() or any(s in line for s in _TF_SKIP):
+            continue
+        line = _TF_PREFIX.sub("", " ".join(_TF_TAGS.sub(" ", line).split())).strip()
+        if line:
+            return line
+    return type(err).__name__

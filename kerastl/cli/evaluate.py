@@ -26,7 +26,9 @@ def add_parser(subparsers) -> None:
                    help="auto: test/ when DATA_DIR has one, else every image (default: "
                         "%(default)s)")
     p.add_argument("--output", default=None,
-                   help="report folder (default: <model folder>/evaluation)")
+                   help="report folder (default: <model folder>/evaluation); a folder "
+                        "holding files of the same names that evaluate did not write is "
+                        "refused")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--errors", type=int, default=16,
                    help="images in the errors grid (default: %(default)s)")
@@ -45,6 +47,34 @@ def _expected_class_names(model_path: pathlib.Path) -> list[str] | None:
     return list(names) if isinstance(names, list) else None
 
 
+def _is_evaluation_report(path: pathlib.Path) -> bool:
+    try:
+        report = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(report, dict) and {"split", "metrics", "data_dir"} <= set(report)
+
+
+def _check_output(output: pathlib.Path) -> None:
+    """Refuse a report folder that is a file, or holds files evaluate would replace
+    that an earlier evaluation did not write (a training report.json, your own plots)."""
+    from kerastl.reports.evaluate import CONFUSION_FILE, ERRORS_FILE, REPORT_FILE
+
+    if output.exists() and not output.is_dir():
+        raise UserInputError(f"--output {output} is a file; evaluate writes a report folder "
+                             f"({REPORT_FILE}, {CONFUSION_FILE}, {ERRORS_FILE}) there. Give a "
+                             "new or existing folder.")
+    names = (REPORT_FILE, CONFUSION_FILE, ERRORS_FILE)
+    present = [n for n in names if (output / n).exists() or (output / n).is_symlink()]
+    ours = all((output / n).is_file() and not (output / n).is_symlink() for n in present) and (
+        not present or _is_evaluation_report(output / REPORT_FILE))
+    if not ours:
+        raise UserInputError(
+            f"--output {output} already holds {', '.join(present)}, not written by kerastl "
+            "evaluate (no evaluation report.json there), which evaluate would replace; "
+            "choose another folder.")
+
+
 def run(args) -> int:
     model_path = pathlib.Path(args.model)
     data_dir = pathlib.Path(args.data_dir)
@@ -55,7 +85,12 @@ def run(args) -> int:
     if args.errors < 0:
         raise UserInputError(f"--errors must be >= 0. Received: {args.errors}")
     resolve_max_pixels(args.max_pixels)
-    from kerastl.cli.export import load_keras_model
+    output = pathlib.Path(args.output) if args.output else model_path.parent / "evaluation"
+    _check_output(output)
+    if model_path.is_dir():
+        raise UserInputError(f"{model_path} is a folder; kerastl evaluate takes a .keras model "
+                             "file (kerastl predict takes a SavedModel).")
+    from kerastl.cli.loading import load_keras_model
 
     model = load_keras_model(model_path)
     import kerastl as ktl
@@ -80,7 +115,6 @@ def run(args) -> int:
         raise UserInputError(
             f"The model was trained on classes {expected} but {data_dir} has "
             f"{splits.class_names}; evaluate on a folder with the same class subfolders.")
-    output = pathlib.Path(args.output) if args.output else model_path.parent / "evaluation"
     report = evaluate_classifier(
         model, dataset, splits.class_names, output=output, split=split, errors=args.errors,
         extra={"model": str(model_path), "data_dir": str(data_dir),

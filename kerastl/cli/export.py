@@ -115,12 +115,18 @@ def _example_images(folder: str, size, limit: int, resize: str = "stretch"):
     """Up to ``limit`` images of ``folder``: files, native-size arrays, model-size arrays."""
     import tensorflow as tf
 
+    from kerastl.errors import tf_error_cause
     from kerastl.export.signatures import decode_images
 
     files = image_files([folder])[:limit]
     data = read_images(files)
-    originals = [tf.io.decode_image(d, channels=3, expand_animations=False).numpy()
-                 for d in data]
+    originals = []
+    for f, d in zip(files, data, strict=True):
+        try:
+            originals.append(tf.io.decode_image(d, channels=3, expand_animations=False).numpy())
+        except tf.errors.InvalidArgumentError as err:
+            raise UserInputError(f"Could not decode the example image {f}: "
+                                 f"{tf_error_cause(err)}") from err
     decode = tf.function(lambda d: decode_images(d, size, resize), autograph=False)
     return files, originals, decode(tf.constant(data)).numpy()
 

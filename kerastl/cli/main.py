@@ -2,15 +2,21 @@
 
 Each subcommand module defines ``add_parser(subparsers)`` (registers its
 flags, sets ``func=run``) and ``run(args) -> int``. Exit status: 0 success,
-2 usage or input error (one line on stderr, no traceback), 1 unexpected failure.
+2 usage or input error (one line on stderr, no traceback: kerastl's own errors,
+missing or unusable paths, and TensorFlow errors that bad data causes, reduced
+to their cause), 1 a bug in kerastl (one line; ``--debug`` shows the traceback
+of any error). TensorFlow's own log lines are silenced unless ``--verbose``
+(see :mod:`kerastl._quiet`).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
 import sys
+import traceback
 
 SUBCOMMANDS = ("backbones", "train", "evaluate", "predict", "export", "tune", "demo")
 
@@ -37,6 +43,47 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: OS errors about a path the user gave: input errors, not bugs.
+_PATH_ERRORS = (FileNotFoundError, NotADirectoryError, IsADirectoryError, FileExistsError,
+                PermissionError)
+
+
+def _input_tf_errors() -> tuple[type, ...]:
+    """TensorFlow's errors that bad input data causes (a corrupt image reaching a
+    decode op, a file TensorFlow cannot find, memory an input asks for)."""
+    tf = sys.modules.get("tensorflow")
+    if tf is None:
+        return ()
+    return (tf.errors.InvalidArgumentError, tf.errors.DataLossError, tf.errors.NotFoundError,
+            tf.errors.ResourceExhaustedError, tf.errors.OutOfRangeError)
+
+
+def _one_line(err: BaseException) -> str:
+    from kerastl.errors import tf_error_cause
+
+    tf = sys.modules.get("tensorflow")
+    if tf is not None and isinstance(err, tf.errors.OpError):
+        return tf_error_cause(err)
+    if isinstance(err, OSError) and err.strerror and err.filename is not None:
+        return f"{err.strerror}: {err.filename}"
+    return " ".join(str(err).split()) or type(err).__name__
+
+
+@contextlib.contextmanager
+def _quiet_python_logs(verbose: bool):
+    """Silence TensorFlow's and absl's Python loggers below ERROR for one command."""
+    loggers = [logging.getLogger(name) for name in ("tensorflow", "absl")]
+    levels = [logger.level for logger in loggers]
+    if not verbose:
+        for logger in loggers:
+            logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI with ``argv`` (default: ``sys.argv[1:]``); returns the exit status."""
     parser = build_parser()
@@ -46,6 +93,11 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    with _quiet_python_logs(args.verbose or args.debug):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     from kerastl.errors import KerastlError
 
     try:
@@ -58,19 +110,16 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("kerastl: interrupted", file=sys.stderr)
         return 130
-    except (KerastlError, FileNotFoundError, NotADirectoryError, ValueError) as err:
+    except Exception as err:
         if args.debug:
-            raise
-        message = " ".join(str(err).split())
-        print(f"kerastl: error: {message}", file=sys.stderr)
-        return 2
-    except Exception as err:  # unexpected: say so, keep it short unless --debug
-        if args.debug:
-            raise
-        import traceback
-
-        traceback.print_exc()
-        print(f"kerastl: unexpected failure: {type(err).__name__}: {err}", file=sys.stderr)
+            traceback.print_exc()
+        if isinstance(err, (KerastlError, ValueError, *_PATH_ERRORS, *_input_tf_errors())):
+            print(f"kerastl: error: {_one_line(err)}", file=sys.stderr)
+            return 2
+        print(f"kerastl: unexpected failure (a bug in kerastl): {type(err).__name__}: "
+              f"{_one_line(err)}" + ("" if args.debug else
+                                     "; rerun with --debug for the traceback"),
+              file=sys.stderr)
         return 1
 
 

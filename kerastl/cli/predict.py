@@ -20,10 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
-from kerastl.cli.export import image_files, load_keras_model, read_images, resolve_class_names
+from kerastl.cli.export import image_files, read_images, resolve_class_names
+from kerastl.cli.loading import check_saved_model, load_keras_model
 from kerastl.cli.options import add_max_pixels
 from kerastl.data.header import resolve_max_pixels
-from kerastl.errors import UserInputError
+from kerastl.errors import UserInputError, tf_error_cause
 
 
 def add_parser(subparsers) -> None:
@@ -36,23 +37,27 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--top-k", type=int, default=5, help="classes per image (default: 5)")
     parser.add_argument("--format", choices=("table", "csv", "json"), default="table",
                         help="output format (default: %(default)s)")
-    parser.add_argument("--output", "-o", help="write to this file instead of stdout")
+    parser.add_argument("--output", "-o", help="write to this file instead of stdout (an "
+                                             "existing file is replaced once every image is "
+                                             "predicted)")
     parser.add_argument("--batch-size", type=int, default=32, help="images per batch")
     parser.add_argument("--labels", help=".keras only: class names file, one per line")
     parser.add_argument("--class-names", help=".keras only: comma-separated class names")
     parser.add_argument("--resize", choices=("stretch", "crop", "pad", "random_crop"), default="stretch",
                         help=".keras only: how images are resized (default: %(default)s)")
+    parser.add_argument("--trust-savedmodel", action="store_true",
+                        help="SavedModel only: run it even if its serving_default holds ops "
+                             "that write or read files, run Python or use the network (a "
+                             "SavedModel is code; see docs/trust.md)")
     add_max_pixels(parser)
     parser.set_defaults(func=run)
 
 
 class _SavedModelPredictor:
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, trust: bool = False):
         import tensorflow as tf
 
-        from kerastl.export.saved_model import resolve_version_dir
-
-        self.path = resolve_version_dir(path)
+        self.path = check_saved_model(path, "serving_default", trust=trust)
         self._fn = tf.saved_model.load(str(self.path)).signatures.get("serving_default")
         inputs = self._fn.structured_input_signature[1] if self._fn is not None else {}
         if list(inputs) != ["image_bytes"]:
@@ -100,8 +105,7 @@ def _predict_batch(predictor, files, data):
             try:
                 predictor([d])
             except tf.errors.InvalidArgumentError as err:
-                raise UserInputError(f"Could not decode {f}: {err.message.splitlines()[0]}"
-                                     ) from err
+                raise UserInputError(f"Could not decode {f}: {tf_error_cause(err)}") from err
         raise
 
 
@@ -157,20 +161,49 @@ def format_rows(rows, fmt: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _check_output(output: Path, model_path: Path, images: list[Path]) -> None:
+    """Refuse an --output that is a folder, is missing its folder, or is an input."""
+    if output.is_dir():
+        raise UserInputError(f"--output {output} is a folder; give a file path for the "
+                             "predictions.")
+    if not output.parent.is_dir():
+        raise UserInputError(f"--output {output}: the folder {output.parent} does not exist.")
+    target = output.resolve()
+    model = model_path.resolve()
+    inside_model = model.is_dir() and model in target.parents  # a SavedModel's folder
+    if inside_model or target in {model, *(f.resolve() for f in images)}:
+        source = model if inside_model or target == model else target
+        what = "write into" if inside_model else "overwrite"
+        raise UserInputError(f"--output {output} would {what} the input {source}; "
+                             "choose another file.")
+
+
+def _write_output(output: Path, text: str) -> None:
+    from kerastl.atomic import atomic_write_text
+
+    if output.exists() and not output.is_file():  # /dev/stdout, a pipe: write through
+        with open(output, "w") as f:
+            f.write(text)
+    else:  # never a half-written file in place of an earlier one
+        atomic_write_text(output, text)
+
+
 def run(args: argparse.Namespace) -> int:
     if args.top_k < 1 or args.batch_size < 1:
         raise UserInputError("--top-k and --batch-size must be positive.")
     max_pixels = resolve_max_pixels(args.max_pixels)
     model_path = Path(args.model)
+    files = image_files(args.images)
+    if args.output:
+        _check_output(Path(args.output), model_path, files)
     if model_path.is_dir():
-        predictor = _SavedModelPredictor(model_path)
+        predictor = _SavedModelPredictor(model_path, args.trust_savedmodel)
         class_names = _names_from_saved_model(predictor.path)
-    elif model_path.is_file():
+    elif model_path.exists():
         predictor = _KerasPredictor(model_path, args)
         class_names = predictor.class_names
     else:
         raise FileNotFoundError(f"No such model file or SavedModel folder: {model_path}")
-    files = image_files(args.images)
     outputs: dict[str, list] = {}
     for start in range(0, len(files), args.batch_size):
         chunk = files[start:start + args.batch_size]
@@ -180,7 +213,7 @@ def run(args: argparse.Namespace) -> int:
               if k in ("probabilities", "predictions")}
     text = format_rows(_rows(files, merged, args.top_k, class_names), args.format)
     if args.output:
-        Path(args.output).write_text(text)
+        _write_output(Path(args.output), text)
     else:
         sys.stdout.write(text)
     return 0
