@@ -31,7 +31,7 @@ def _check_file(path: Path, what: str) -> None:
     from kerastl.data.header import file_kind
 
     if not (path.exists() or path.is_symlink()):
-        raise FileNotFoundError(f"No such {what}: {path}")
+        raise FileNotFoundError(f"{what.capitalize()} not found: {path}")
     if not path.exists():
         raise UserInputError(f"{path} is a broken link, not a {what}.")
     kind = file_kind(path.stat().st_mode)

@@ -160,7 +160,7 @@ def test_predict_truncated_jpeg_in_a_fresh_process_is_one_line(setup):
 # --- finding 5: .keras files that are not models ----------------------------------
 
 @pytest.mark.parametrize("case, expected", [
-    ("missing", "No such model file: {p}"),
+    ("missing", "Model file not found: {p}"),
     ("folder", "{p} is a folder, not a model file."),
     ("fifo", "{p} is a FIFO (named pipe), not a model file."),
     ("text", "{p} is not a .keras archive (a zip file); it may be truncated or another "
