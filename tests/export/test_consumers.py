@@ -44,15 +44,15 @@ def _models(tmp_path, images):
                                         .astype("float32"), "mse")
     hub = ktl.build_backbone(f"hub:{save_hub_module(tmp_path / 'hub', seed=3)}",
                              image_size=SIZE[0])
-    models["hub"] = sharpen_head(ktl.build_classifier(hub, 3, dropout=0.0))
+    models["hub"] = sharpen_head(ktl.build_classifier(hub, 3, dropout=0.0), scale=8.0)
     plain = ktl.build_backbone(f"hub:{save_hub_module(tmp_path / 'plain', variables=False)}",
                                image_size=SIZE[0])
     models["hub_without_variables"] = sharpen_head(ktl.build_classifier(plain, 3, dropout=0.0),
-                                                   scale=0.05)
+                                                   scale=0.5)
     # frozen ImageNet features + logistic regression: which sample photo a crop is from
     backbone = ktl.build_backbone("efficientnet_lite0", image_size=SIZE[0])
     photo = np.arange(len(images)) % 8  # sample_images cycles through the 8 photos
-    head = ktl.fit_linear_head(backbone.predict(images, verbose=0), photo, C=1.0)
+    head = ktl.fit_linear_head(backbone.predict(images, verbose=0), photo, C=10.0)
     models["linear_head"] = ktl.transfer.linear_head_model(backbone, head)
     keras.mixed_precision.set_global_policy("mixed_bfloat16")
     try:
