@@ -79,7 +79,7 @@ def resolve_class_names(model_path: Path, labels: str | None, class_names: str |
         return read_labels(labels)
     for candidate in (model_path.with_suffix(".labels.txt"), model_path.parent / "labels.txt"):
         if candidate.is_file():
-            log.info("Class names from %s", candidate)
+            log.debug("Class names from %s", candidate)
             return read_labels(candidate)
     return None
 
