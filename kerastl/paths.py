@@ -138,9 +138,9 @@ def clear_owned_dir(parent: str | os.PathLike, name: str, *, kind: str,
     if pathlib.Path(os.path.realpath(folder)).parent != pathlib.Path(os.path.realpath(parent)):
         raise UserInputError(f"Refusing to overwrite {folder}: it is not inside {parent}.")
     log.info("Removing %s (--overwrite)", folder)
-    # Renamed away first: the rename is atomic, so of two processes clearing the same
-    # folder at once exactly one takes it, and neither deletes the other's new folder
-    # nor trips over files vanishing under rmtree.
+    # Renamed away first: the rename is atomic, so of several processes clearing the same
+    # folder at once exactly one takes it and deletes it alone (rmtree never sees files
+    # vanish under it); the others go on to create the fresh folder.
     doomed = folder.with_name(f".kerastl-removing-{os.getpid()}-{secrets.token_hex(4)}")
     try:
         os.rename(folder, doomed)
