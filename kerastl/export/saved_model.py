@@ -250,8 +250,10 @@ def export_saved_model(model: keras.Model, base_dir: str | os.PathLike = "SavedM
     num_outputs = int(model.output_shape[-1])
     names = _check_class_names(class_names, task, num_outputs)
     max_pixels = header.resolve_max_pixels(max_pixels)
-    if warmup:
-        warmup_lib._serving_protos()  # fail before the slow part when the extra is missing
+    examples = None
+    if warmup:  # bad example images fail before the slow part
+        warmup_lib._serving_protos()
+        examples = warmup_lib.example_bytes(example_images, size, max_pixels=max_pixels)
 
     model_dir = Path(base_dir) / name
     model_dir.mkdir(parents=True, exist_ok=True)
@@ -279,7 +281,6 @@ def export_saved_model(model: keras.Model, base_dir: str | os.PathLike = "SavedM
         extra.mkdir(exist_ok=True)
         records = 0
         if warmup:
-            examples = warmup_lib.example_bytes(example_images, size, max_pixels=max_pixels)
             logs = warmup_lib.build_requests(name, examples, size, task=task, resize=resize)
             records = warmup_lib.write_warmup_requests(extra / warmup_lib.WARMUP_FILE, logs)
         metadata = {

@@ -129,3 +129,26 @@ def test_export_that_a_server_cannot_load_fails_verify_and_is_withdrawn(tmp_path
     assert (base / "pets" / "rejected-1" / "saved_model.pb").is_file()  # kept to inspect
     assert "pets" not in (base / "models.config").read_text()
     assert json.loads((base / "pets" / "verify-1.json").read_text())["ok"] is False
+
+
+def test_examples_folder_with_a_decompression_bomb_is_refused(tmp_path, keras_file, capsys):
+    from test_serving_bombs import png_bomb
+
+    path, model = keras_file
+    folder = tmp_path / "examples"
+    folder.mkdir()
+    (folder / "a.png").write_bytes(tf.io.encode_png(np.zeros((40, 40, 3), np.uint8)).numpy())
+    (folder / "b.png").write_bytes(png_bomb())
+    base = tmp_path / "SavedModels"
+    status = main(["export", str(path), "--name", "pets", "--base-dir", str(base),
+                   "--examples", str(folder)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 2 and len(err) == 1, err
+    assert err[0].startswith("kerastl: error: ") and "b.png" in err[0]
+    assert "image is 20000x20000 = 400 M pixels, over the limit of 89 M pixels" in err[0]
+    assert not (base / "pets" / "1").exists()
+    import kerastl as ktl
+
+    with pytest.raises(ValueError, match=r"example_images\[0\]: image is 20000x20000"):
+        ktl.export_saved_model(model, base, name="lib", example_images=[png_bomb()])
+    assert not (base / "lib" / "1").exists()
