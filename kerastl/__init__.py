@@ -16,6 +16,7 @@ them all); see ``kerastl/_quiet.py``.
 """
 
 from kerastl._quiet import import_tensorflow_quietly as _import_tf
+from kerastl._version import __version__ as __version__
 
 _import_tf()
 
@@ -39,8 +40,6 @@ from kerastl.transfer import (
     extract_features,
     fit_linear_head,
 )
-
-__version__ = "0.1.0"
 
 __all__ = [
     "BackboneSpec",

@@ -27,7 +27,11 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from kerastl._version import __version__
+
     parser = _Parser(prog="kerastl", description="Transfer learning for Keras 3 / TensorFlow.")
+    parser.add_argument("--version", action="version", version=f"kerastl {__version__}",
+                        help="print kerastl's version and exit")
     parser.add_argument("--verbose", "-v", action="store_true", help="log more details")
     parser.add_argument("--debug", action="store_true",
                         help="show full tracebacks for errors")
