@@ -10,15 +10,13 @@ from __future__ import annotations
 import tensorflow as tf
 
 from kerastl.data import header as header_lib
+from kerastl.defaults import MAX_IMAGE_SIZE
 from kerastl.errors import UserInputError
 
 RESIZE_MODES = ("stretch", "crop", "pad", "random_crop")
 # ``random_crop`` decodes to this much more than the target size, caches that,
 # and cuts a fresh random window each epoch (the ImageNet 224-of-256 habit).
 RANDOM_CROP_MARGIN = 1.0 / 0.875
-
-
-MAX_IMAGE_SIZE = 4096  # px per side; above, one batch of activations exhausts memory
 
 
 def check_image_size(image_size, *, minimum: int = 1, backbone: str | None = None,
@@ -67,7 +65,17 @@ def decode_bytes(data: tf.Tensor) -> tf.Tensor:
     Greyscale is repeated to RGB, alpha is dropped, CMYK JPEG is converted by
     libjpeg and 16-bit PNG is scaled to 8 bits.
     """
-    image = tf.io.decode_image(data, channels=3, expand_animations=False, dtype=tf.uint8)
+    def webp():  # decode_image(channels=3) refuses WebP with alpha; drop it as Pillow does
+        frames = tf.io.decode_webp(data)  # (frames, H, W, 3 or 4): the first frame
+        return frames[0, :, :, :3]
+
+    def other():
+        return tf.io.decode_image(data, channels=3, expand_animations=False, dtype=tf.uint8)
+
+    is_webp = tf.logical_and(tf.equal(tf.strings.substr(data, 0, 4), b"RIFF"),
+                             tf.equal(tf.strings.substr(
+                                 tf.strings.join([data, b"\0" * 12]), 8, 4), b"WEBP"))
+    image = tf.cond(is_webp, webp, other)
     image.set_shape([None, None, 3])
     return image
 

@@ -69,3 +69,24 @@ def test_export_files_follow_the_umask(tmp_path, umask, file_mode, dir_mode):
             "pets/1/assets.extra/tf_serving_warmup_requests"} <= set(files)
     assert set(files.values()) == {file_mode}, files
     assert set(folders.values()) == {dir_mode}, folders
+
+
+def test_webp_with_alpha_is_served_like_its_rgb_pixels(tmp_path):
+    """tf.io.decode_image(channels=3) refuses a WebP with alpha; kerastl drops the alpha,
+    as Pillow's convert("RGB") does in the data pipeline."""
+    import io
+
+    from PIL import Image
+
+    model = tiny_classifier(seed=7)
+    path = ktl.export_saved_model(model, tmp_path, name="pets", warmup=False)
+    rgba = np.random.default_rng(0).integers(0, 256, (32, 32, 4), dtype=np.uint8)
+    rgba[..., 3] = 100
+    webp, png = io.BytesIO(), io.BytesIO()
+    Image.fromarray(rgba).save(webp, "WEBP", lossless=True)
+    Image.fromarray(rgba[..., :3]).save(png, "PNG")
+    serve = tf.saved_model.load(str(path)).signatures["serving_default"]
+    out = serve(image_bytes=tf.constant([webp.getvalue(), png.getvalue()]))["probabilities"]
+    np.testing.assert_allclose(out[0], out[1], atol=1e-6)
+    np.testing.assert_allclose(out[1], model(rgba[None, ..., :3].astype("float32"))[0],
+                               atol=1e-5)
