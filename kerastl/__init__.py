@@ -10,18 +10,24 @@ Example:
     >>> result = ktl.fine_tune(model, splits.train, splits.val)
     >>> ktl.export_saved_model(result.model, name="clothes", class_names=splits.class_names)
 
+``import kerastl`` imports TensorFlow and every public name, and registers
+kerastl's Keras classes, so ``keras.saving.load_model`` reads kerastl's models.
 Importing kerastl before TensorFlow filters TensorFlow's C++ start-up INFO
 lines from stderr (other lines pass through; ``KERASTL_SHOW_TF_LOG=1`` keeps
 them all); see ``kerastl/_quiet.py``.
+
+The ``kerastl`` command alone defers all that until it has parsed its
+arguments (:func:`_import_all`), so ``kerastl --help`` answers without loading
+TensorFlow; until then a public name is imported when first used (PEP 562).
 """
 
-from kerastl._quiet import import_tensorflow_quietly as _import_tf
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+from kerastl import _quiet
 from kerastl._version import __version__ as __version__
-
-_import_tf()
-
-from kerastl import data, distribute, export, tuning
-from kerastl.backbones import BackboneSpec, backbone_spec, build_backbone, list_backbones
 from kerastl.errors import (
     DataError,
     KerastlError,
@@ -30,16 +36,34 @@ from kerastl.errors import (
     UserInputError,
     WeightsUnavailableError,
 )
-from kerastl.export import export_saved_model
-from kerastl.freezing import freeze, layer_groups, trainable_report, unfreeze
-from kerastl.models import build_classifier, build_regressor
-from kerastl.training import FineTuneResult, fine_tune, lr_find
-from kerastl.transfer import (
-    adapt_batchnorm,
-    cross_validate,
-    extract_features,
-    fit_linear_head,
-)
+
+if TYPE_CHECKING:
+    from kerastl import data, distribute, export, tuning
+    from kerastl.backbones import BackboneSpec, backbone_spec, build_backbone, list_backbones
+    from kerastl.export import export_saved_model
+    from kerastl.freezing import freeze, layer_groups, trainable_report, unfreeze
+    from kerastl.models import build_classifier, build_regressor
+    from kerastl.training import FineTuneResult, fine_tune, lr_find
+    from kerastl.transfer import (
+        adapt_batchnorm,
+        cross_validate,
+        extract_features,
+        fit_linear_head,
+    )
+
+#: The subpackages that are public names, then each module's public names
+#: (the imports above, in the order kerastl has always imported them).
+_SUBMODULES = ("data", "distribute", "export", "tuning")
+_NAMES = {
+    "kerastl.backbones": ("BackboneSpec", "backbone_spec", "build_backbone", "list_backbones"),
+    "kerastl.export": ("export_saved_model",),
+    "kerastl.freezing": ("freeze", "layer_groups", "trainable_report", "unfreeze"),
+    "kerastl.models": ("build_classifier", "build_regressor"),
+    "kerastl.training": ("FineTuneResult", "fine_tune", "lr_find"),
+    "kerastl.transfer": ("adapt_batchnorm", "cross_validate", "extract_features",
+                         "fit_linear_head"),
+}
+_MODULE_OF = {name: module for module, names in _NAMES.items() for name in names}
 
 __all__ = [
     "BackboneSpec",
@@ -71,3 +95,33 @@ __all__ = [
     "tuning",
     "unfreeze",
 ]
+
+
+def __getattr__(name: str):
+    """Import a public name on first use, TensorFlow quietly first (PEP 562)."""
+    if name in _SUBMODULES:
+        _quiet.import_tensorflow_quietly()
+        value = importlib.import_module(f"{__name__}.{name}")
+    elif name in _MODULE_OF:
+        _quiet.import_tensorflow_quietly()
+        value = getattr(importlib.import_module(_MODULE_OF[name]), name)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+def _import_all() -> None:
+    """Import TensorFlow (quietly) and every public name, which registers kerastl's
+    Keras classes (layers, schedules) for ``keras.saving.load_model``."""
+    for name in (*_SUBMODULES, *_MODULE_OF):
+        if name not in globals():
+            __getattr__(name)
+
+
+if not _quiet.is_kerastl_command():
+    _import_all()

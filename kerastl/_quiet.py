@@ -36,12 +36,21 @@ def _is_noise(line: str) -> bool:
         line[:1] in "IWE" and any(marker in line for marker in _NOISE_MARKERS))
 
 
+def _argv() -> list[str]:
+    return list(getattr(sys, "orig_argv", None) or sys.argv)
+
+
+def is_kerastl_command() -> bool:
+    """Whether this process is the ``kerastl`` command (the console script or
+    ``python -m kerastl``), not a program that imports kerastl."""
+    argv = _argv()
+    return os.path.basename(sys.argv[0]) == "kerastl" or any(
+        a == "-m" and b == "kerastl" for a, b in zip(argv, argv[1:]))
+
+
 def _is_quiet_cli() -> bool:
     """Whether this process is the ``kerastl`` command, run without --verbose/--debug."""
-    argv = list(getattr(sys, "orig_argv", None) or sys.argv)
-    command = os.path.basename(sys.argv[0]) == "kerastl" or any(
-        a == "-m" and b == "kerastl" for a, b in zip(argv, argv[1:]))
-    return command and not {"--verbose", "-v", "--debug"} & set(argv)
+    return is_kerastl_command() and not {"--verbose", "-v", "--debug"} & set(_argv())
 
 
 def import_tensorflow_quietly() -> None:

@@ -6,7 +6,6 @@ import json
 import pathlib
 
 from kerastl.cli.options import add_max_pixels
-from kerastl.data.header import resolve_max_pixels
 from kerastl.errors import UserInputError
 
 SPLITS = ("auto", "test", "val", "all")
@@ -76,6 +75,8 @@ def _check_output(output: pathlib.Path) -> None:
 
 
 def run(args) -> int:
+    from kerastl.data.header import resolve_max_pixels
+
     model_path = pathlib.Path(args.model)
     data_dir = pathlib.Path(args.data_dir)
     if not data_dir.is_dir():

@@ -15,8 +15,6 @@ import sys
 from pathlib import Path
 
 from kerastl.cli.loading import load_keras_model
-from kerastl.data import header
-from kerastl.data.header import IMAGE_EXTENSIONS
 from kerastl.errors import UserInputError
 
 log = logging.getLogger(__name__)
@@ -86,12 +84,14 @@ def resolve_class_names(model_path: Path, labels: str | None, class_names: str |
 
 def image_files(paths) -> list[Path]:
     """Image files named directly, or found (recursively, sorted) in folders."""
+    from kerastl.data import header
+
     found = []
     for item in paths:
         path = Path(item)
         if path.is_dir():
             found += sorted(p for p in path.rglob("*")
-                            if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+                            if p.is_file() and p.suffix.lower() in header.IMAGE_EXTENSIONS)
         elif path.is_file():
             found.append(path)
         elif path.exists():
@@ -100,7 +100,7 @@ def image_files(paths) -> list[Path]:
         else:
             raise FileNotFoundError(f"No such image file or folder: {path}")
     if not found:
-        raise UserInputError(f"No images ({', '.join(IMAGE_EXTENSIONS)}) found in "
+        raise UserInputError(f"No images ({', '.join(header.IMAGE_EXTENSIONS)}) found in "
                              f"{', '.join(map(str, paths))}")
     return found
 
@@ -108,6 +108,8 @@ def image_files(paths) -> list[Path]:
 def read_images(files: list[Path], max_pixels: int | None = None) -> list[bytes]:
     """The bytes of each file, or a clear error naming a file that is not an image
     or declares more than ``max_pixels`` pixels (see :func:`kerastl.data.header.read_image`)."""
+    from kerastl.data import header
+
     return [header.read_image(f, max_pixels) for f in files]
 
 

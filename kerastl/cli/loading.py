@@ -104,7 +104,9 @@ def load_keras_model(path: str | os.PathLike):
     """
     import keras
 
-    import kerastl  # noqa: F401  (registers kerastl>Preprocess and friends)
+    import kerastl
+
+    kerastl._import_all()  # registers kerastl>Preprocess and friends (the CLI loads lazily)
 
     path = Path(path)
     _check_file(path, "model file")

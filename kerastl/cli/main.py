@@ -7,12 +7,18 @@ missing or unusable paths, and TensorFlow errors that bad data causes, reduced
 to their cause), 1 a bug in kerastl (one line; ``--debug`` shows the traceback
 of any error). TensorFlow's own log lines are silenced unless ``--verbose``
 (see :mod:`kerastl._quiet`).
+
+Building the parser imports no TensorFlow: subcommand modules import the
+library inside ``run()``, and their flags take defaults from
+:mod:`kerastl.defaults`. TensorFlow and the library load once the arguments
+parse, before the command runs.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import importlib
 import logging
 import sys
@@ -50,6 +56,18 @@ def build_parser() -> argparse.ArgumentParser:
 #: OS errors about a path the user gave: input errors, not bugs.
 _PATH_ERRORS = (FileNotFoundError, NotADirectoryError, IsADirectoryError, FileExistsError,
                 PermissionError)
+#: Other OS errors the environment causes where the user pointed kerastl (a
+#: read-only or full file system, a quota, a name too long, a link loop).
+_ENVIRONMENT_ERRNOS = frozenset({errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENAMETOOLONG,
+                                 errno.ELOOP, errno.EACCES, errno.EPERM})
+
+
+def _is_input_error(err: BaseException) -> bool:
+    from kerastl.errors import KerastlError
+
+    if isinstance(err, OSError) and err.errno in _ENVIRONMENT_ERRNOS:
+        return True
+    return isinstance(err, (KerastlError, ValueError, *_PATH_ERRORS, *_input_tf_errors()))
 
 
 def _input_tf_errors() -> tuple[type, ...]:
@@ -92,6 +110,11 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI with ``argv`` (default: ``sys.argv[1:]``); returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if getattr(args, "func", None):
+        # Only now: --help, --version and usage errors answer without TensorFlow.
+        import kerastl
+
+        kerastl._import_all()
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(message)s")
     if not getattr(args, "func", None):
@@ -102,8 +125,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from kerastl.errors import KerastlError
-
     try:
         return int(args.func(args) or 0)
     except BrokenPipeError:  # output piped into `head` & co: not an error
@@ -117,7 +138,7 @@ def _run(args: argparse.Namespace) -> int:
     except Exception as err:
         if args.debug:
             traceback.print_exc()
-        if isinstance(err, (KerastlError, ValueError, *_PATH_ERRORS, *_input_tf_errors())):
+        if _is_input_error(err):
             print(f"kerastl: error: {_one_line(err)}", file=sys.stderr)
             return 2
         print(f"kerastl: unexpected failure (a bug in kerastl): {type(err).__name__}: "

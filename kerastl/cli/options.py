@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kerastl.data.header import DEFAULT_MAX_PIXELS, MAX_PIXELS_ENV
+from kerastl.defaults import DEFAULT_MAX_PIXELS, MAX_PIXELS_ENV
 
 
 def add_max_pixels(parser) -> None:

@@ -17,14 +17,15 @@ import io
 import json
 import sys
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from kerastl.cli.export import image_files, read_images, resolve_class_names
 from kerastl.cli.loading import check_saved_model, load_keras_model
 from kerastl.cli.options import add_max_pixels
-from kerastl.data.header import resolve_max_pixels
 from kerastl.errors import UserInputError, tf_error_cause
+
+if TYPE_CHECKING:  # numpy is imported where used: the parser is built without it
+    import numpy as np
 
 
 def add_parser(subparsers) -> None:
@@ -89,6 +90,8 @@ class _KerasPredictor:
         self._tf = tf
 
     def __call__(self, data: list[bytes]) -> dict[str, np.ndarray]:
+        import numpy as np
+
         images = self._decode(self._tf.constant(data))
         scores = np.asarray(self.model.predict(images, verbose=0), dtype=np.float32)
         key = "predictions" if self.task == "regression" else "probabilities"
@@ -110,6 +113,8 @@ def _predict_batch(predictor, files, data):
 
 
 def _rows(files, outputs, top_k, class_names):
+    import numpy as np
+
     rows = []
     if "predictions" in outputs:
         for f, values in zip(files, outputs["predictions"], strict=True):
@@ -191,6 +196,8 @@ def _write_output(output: Path, text: str) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.top_k < 1 or args.batch_size < 1:
         raise UserInputError("--top-k and --batch-size must be positive.")
+    from kerastl.data.header import resolve_max_pixels
+
     max_pixels = resolve_max_pixels(args.max_pixels)
     model_path = Path(args.model)
     files = image_files(args.images)
@@ -204,6 +211,8 @@ def run(args: argparse.Namespace) -> int:
         class_names = predictor.class_names
     else:
         raise FileNotFoundError(f"No such model file or SavedModel folder: {model_path}")
+    import numpy as np
+
     outputs: dict[str, list] = {}
     for start in range(0, len(files), args.batch_size):
         chunk = files[start:start + args.batch_size]

@@ -7,11 +7,9 @@ import pathlib
 import re
 
 from kerastl.cli.options import add_max_pixels
-from kerastl.data.decode import MAX_IMAGE_SIZE, check_image_size
-from kerastl.data.header import resolve_max_pixels
+from kerastl.defaults import DEFAULT_SCHEDULE, MAX_IMAGE_SIZE, SCHEDULES
 from kerastl.errors import UserInputError
 from kerastl.paths import is_safe_name
-from kerastl.training.schedules import DEFAULT_SCHEDULE
 
 # Defaults are defined once here and reused as flag defaults.
 DEFAULTS = {
@@ -76,8 +74,7 @@ def add_parser(subparsers) -> None:
                    help="momentum of --optimizer sgd (default 0.9) or rmsprop (default 0)")
     p.add_argument("--l2", type=float, default=None,
                    help="L2 penalty on the head's kernels, e.g. 1e-4 (default: none)")
-    p.add_argument("--schedule", default=DEFAULT_SCHEDULE,
-                   choices=("constant", "onecycle", "cosine"),
+    p.add_argument("--schedule", default=DEFAULT_SCHEDULE, choices=SCHEDULES,
                    help="learning-rate schedule of each phase (default: %(default)s)")
     p.add_argument("--warmup", type=float, default=0.1,
                    help="fraction of each phase spent warming up, for one_cycle and cosine "
@@ -147,6 +144,8 @@ def run(args) -> int:
     import tensorflow as tf
 
     import kerastl as ktl
+    from kerastl.data.decode import check_image_size
+    from kerastl.data.header import resolve_max_pixels
     from kerastl.training.run import claim_free_dir
 
     spec = ktl.backbone_spec(args.backbone)

@@ -31,15 +31,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from kerastl.defaults import AUGMENT_POLICIES as POLICIES
 from kerastl.errors import UserInputError
 
-POLICIES: dict[str, dict] = {
-    "none": {},
-    "light": {"flip": "horizontal", "rotation": 0.05, "zoom": 0.1},
-    "default": {"flip": "horizontal", "rotation": 0.1, "zoom": 0.15, "translation": 0.1,
-                "contrast": 0.2, "brightness": 0.2},
-    "strong": {"flip": "horizontal", "random_resized_crop": (0.35, 1.0), "rand_augment": 2},
-}
 OPTION_KEYS = ("flip", "rotation", "zoom", "translation", "contrast", "brightness",
                "random_resized_crop", "rand_augment", "mixup", "cutmix")
 _MIXING = ("mixup", "cutmix")

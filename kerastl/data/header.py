@@ -23,10 +23,8 @@ import dataclasses
 import os
 import stat
 
+from kerastl.defaults import DEFAULT_MAX_PIXELS, MAX_PIXELS_ENV
 from kerastl.errors import UserInputError
-
-DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's Image.MAX_IMAGE_PIXELS
-MAX_PIXELS_ENV = "KERASTL_MAX_PIXELS"
 
 # The formats TensorFlow's decode_image reads, by their magic bytes (format, offset, bytes).
 MAGIC = (("JPEG", 0, b"\xff\xd8\xff"), ("PNG", 0, b"\x89PNG"), ("GIF", 0, b"GIF8"),

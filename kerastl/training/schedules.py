@@ -17,12 +17,9 @@ import math
 import keras
 from keras import ops
 
+from kerastl.defaults import DEFAULT_SCHEDULE as DEFAULT_SCHEDULE
+from kerastl.defaults import SCHEDULES
 from kerastl.errors import UserInputError
-
-SCHEDULES = ("constant", "onecycle", "cosine")
-#: ``fine_tune``'s and ``kerastl train``'s default: measured best of the three
-#: on the demo data (benchmarks/schedules.py, docs/modes.md).
-DEFAULT_SCHEDULE = "cosine"
 
 
 def _check_positive(name: str, value, *, allow_zero: bool = False) -> float:

@@ -3,6 +3,8 @@ flag, --json summaries, train --export and --tensorboard."""
 
 import configparser
 import pathlib
+import subprocess
+import sys
 
 import pytest
 
@@ -33,3 +35,78 @@ def test_version_is_the_distributions_or_setup_cfgs(monkeypatch):
 
     monkeypatch.setattr(importlib.metadata, "version", not_installed)
     assert _version.version() == setup_cfg["metadata"]["version"]
+
+
+# The console script is a file named kerastl; a script of that name is the command too.
+_AS_THE_COMMAND = """\
+import sys
+from kerastl.cli.main import build_parser
+
+build_parser()
+loaded = sorted(m for m in ("tensorflow", "keras") if m in sys.modules)
+print(",".join(loaded) or "none")
+"""
+
+
+def test_building_the_parser_imports_no_tensorflow(tmp_path):
+    script = tmp_path / "kerastl"
+    script.write_text(_AS_THE_COMMAND)
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "none"
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["train", "--help"], ["--version"]])
+def test_help_and_version_import_no_tensorflow(argv):
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "kerastl", *argv],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("usage: kerastl" if "--help" in argv else "kerastl ")
+    imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines()
+                if line.startswith("import time:")}
+    assert "kerastl.cli.main" in imported
+    assert not {"tensorflow", "keras", "numpy"} & imported
+
+
+def test_every_public_name_resolves():
+    import keras
+
+    names = set(kerastl.__all__)
+    assert {"build_classifier", "fine_tune", "export_saved_model", "data", "tuning",
+            "distribute", "UserInputError"} <= names <= set(dir(kerastl))
+    for name in names:
+        assert getattr(kerastl, name) is not None
+    assert callable(kerastl.data.image_folder) and callable(kerastl.tuning.search)
+    assert callable(kerastl.distribute.get_strategy)
+    assert keras.saving.get_registered_object("kerastl>Preprocess") is not None
+    with pytest.raises(AttributeError, match="no attribute 'build_clasifier'"):
+        kerastl.build_clasifier  # noqa: B018
+
+
+_LAZY_NAMES = """\
+import sys
+import kerastl as ktl
+assert "tensorflow" not in sys.modules
+from kerastl import build_classifier, data
+assert ktl.build_classifier is build_classifier and ktl.data is data
+assert "tensorflow" in sys.modules
+ktl._import_all()
+import keras
+assert keras.saving.get_registered_object("kerastl>Preprocess") is not None
+assert all(getattr(ktl, name) is not None for name in ktl.__all__)
+print("ok")
+"""
+
+
+@pytest.mark.slow
+def test_the_command_imports_public_names_on_first_use(tmp_path):
+    """In the kerastl command, ``ktl.X`` and ``from kerastl import X`` load TensorFlow
+    (its C++ start-up lines filtered) when first used."""
+    script = tmp_path / "kerastl"
+    script.write_text(_LAZY_NAMES)
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "ok"
+    assert proc.stderr == ""
