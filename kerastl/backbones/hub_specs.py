@@ -253,6 +253,8 @@ def spec_from_variables(name: str, variable_names: list[str], *, image_size: int
         name=name, family="hub", default_image_size=image_size, preprocessing=preprocessing,
         feature_dim=feature_dim, groups=groups, weights=("imagenet",), group_cuts=cuts,
         builder=f"hub:{handle_of(name)}",
+        # A module does not say what it accepts; one that cannot take a size fails itself.
+        min_image_size=1,
     )
 
 
