@@ -28,7 +28,8 @@ def add_parser(subparsers) -> None:
                    help="report folder (default: <model folder>/evaluation); a folder "
                         "holding files of the same names that evaluate did not write is "
                         "refused")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=32,
+                   help="images per prediction batch (default: %(default)s)")
     p.add_argument("--errors", type=int, default=16,
                    help="images in the errors grid (default: %(default)s)")
     add_max_pixels(p)

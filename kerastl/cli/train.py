@@ -7,7 +7,7 @@ import pathlib
 import re
 
 from kerastl.cli.options import add_max_pixels
-from kerastl.defaults import DEFAULT_SCHEDULE, MAX_IMAGE_SIZE, SCHEDULES
+from kerastl.defaults import AUGMENT_POLICIES, DEFAULT_SCHEDULE, MAX_IMAGE_SIZE, SCHEDULES
 from kerastl.errors import UserInputError
 from kerastl.paths import is_safe_name
 
@@ -39,7 +39,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--image-size", type=int, default=None,
                    help="input size in px, from the backbone's minimum to "
                         f"{MAX_IMAGE_SIZE} (default: the backbone's native size)")
-    p.add_argument("--batch-size", type=int, default=DEFAULTS["batch_size"])
+    p.add_argument("--batch-size", type=int, default=DEFAULTS["batch_size"],
+                   help="images per training step (default: %(default)s)")
     p.add_argument("--head-epochs", type=int, default=DEFAULTS["head_epochs"],
                    help="phase 1: epochs training only the head (default: %(default)s)")
     p.add_argument("--epochs", type=int, default=DEFAULTS["epochs"],
@@ -57,10 +58,13 @@ def add_parser(subparsers) -> None:
                        help="phase 2 unfreezes LAYER and everything above")
     p.add_argument("--train-bn", action="store_true",
                    help="also train BatchNorm in phase 2 (default: frozen, inference mode)")
-    p.add_argument("--validation-split", type=float, default=DEFAULTS["validation_split"])
-    p.add_argument("--augment", default=None,
-                   help="augmentation policy: none, light, default, strong")
-    p.add_argument("--dropout", type=float, default=DEFAULTS["dropout"])
+    p.add_argument("--validation-split", type=float, default=DEFAULTS["validation_split"],
+                   help="fraction of the training images held out for validation when "
+                        "DATA_DIR has no val/ subfolder (default: %(default)s)")
+    p.add_argument("--augment", default=None, choices=tuple(AUGMENT_POLICIES),
+                   help="augmentation policy of the training images (default: none)")
+    p.add_argument("--dropout", type=float, default=DEFAULTS["dropout"],
+                   help="dropout rate before the classifier head (default: %(default)s)")
     p.add_argument("--optimizer", default="adam",
                    help="adam, adamw, sgd, rmsprop or adagrad (default: %(default)s)")
     p.add_argument("--patience", type=int, default=3,
@@ -100,7 +104,9 @@ def add_parser(subparsers) -> None:
                         "(default: chosen by cross-validation)")
     p.add_argument("--features-cache", default=None, metavar="DIR",
                    help="feature-extraction mode: cache backbone features in DIR")
-    p.add_argument("--seed", type=int, default=DEFAULTS["seed"])
+    p.add_argument("--seed", type=int, default=DEFAULTS["seed"],
+                   help="random seed of the split, shuffling, augmentation and weights "
+                        "(default: %(default)s)")
     p.add_argument("--deterministic", action="store_true",
                    help="bit-reproducible run: deterministic TF ops and data order "
                         "(slower; with --backup-dir a resumed run then equals an "

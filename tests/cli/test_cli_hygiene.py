@@ -1,6 +1,7 @@
 """The command line's own manners: --version, --help without TensorFlow, help on every
 flag, --json summaries, train --export and --tensorboard."""
 
+import argparse
 import configparser
 import pathlib
 import subprocess
@@ -110,3 +111,35 @@ def test_the_command_imports_public_names_on_first_use(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "ok"
     assert proc.stderr == ""
+
+
+def _flags(parser, command=()):
+    """(command, action) for every action of ``parser`` and its subcommands."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _flags(sub, (*command, name))
+        else:
+            yield command, action
+
+
+def test_every_flag_has_help():
+    from kerastl.cli.main import SUBCOMMANDS, build_parser
+
+    flags = list(_flags(build_parser()))
+    assert {command[0] for command, _ in flags if command} == set(SUBCOMMANDS)
+    missing = [(" ".join(command), action.option_strings or action.dest)
+               for command, action in flags
+               if not isinstance(action, argparse._HelpAction) and not (action.help or "").strip()]
+    assert missing == []
+
+
+def test_augment_takes_only_known_policies(capsys):
+    from kerastl.data.augment import POLICIES
+
+    with pytest.raises(SystemExit) as info:
+        main(["train", "data", "--augment", "heavy"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--augment: invalid choice: 'heavy'" in err
+    assert all(repr(name) in err for name in POLICIES)
