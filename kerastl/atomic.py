@@ -112,18 +112,31 @@ def atomic_path(path: str | os.PathLike) -> Iterator[pathlib.Path]:
     folder.mkdir(parents=True, exist_ok=True)
     remove_stale_temp_files(folder)
     tmp = folder / temp_name(path)
-    # O_EXCL: never write through a planted file or link; 0o666: the umask decides.
-    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    try:
+        # O_EXCL: never write through a planted file or link; 0o666: the umask decides.
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    except OSError as err:
+        _raise_about(err, tmp, path)
+        raise
     try:
         yield tmp
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+        if isinstance(err, OSError):
+            _raise_about(err, tmp, path)
         raise
     _fsync_dir(folder)
+
+
+def _raise_about(err: OSError, tmp: pathlib.Path, path: pathlib.Path) -> None:
+    """Raise ``err`` again naming ``path`` where it named the temporary file or no
+    file (a full disk, a read-only file system): the user reads which file failed."""
+    if err.errno is not None and err.filename in (None, str(tmp), tmp):
+        raise OSError(err.errno, err.strerror, str(path)) from err
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[IO], object], *,

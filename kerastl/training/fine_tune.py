@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import sys
 
 import keras
@@ -250,6 +251,17 @@ def fine_tune(model: keras.Model, train: tf.data.Dataset, val: tf.data.Dataset |
             raise UserInputError(f"{label} must be an int >= 0. Received: {label}={value!r}")
     if head_epochs + epochs == 0:
         raise UserInputError("Nothing to do: head_epochs and epochs are both 0.")
+    if patience is not None and (isinstance(patience, bool) or not isinstance(patience, int)
+                                 or patience < 0):
+        raise UserInputError(f"patience must be an int >= 0 or None. Received: "
+                             f"patience={patience!r}")
+    for label, value in (("learning_rate", learning_rate),
+                         ("fine_tune_learning_rate", fine_tune_learning_rate)):
+        # a number (a schedule object is checked by Keras): every schedule, constant too
+        if (isinstance(value, (int, float)) and not isinstance(value, bool)
+                and not (math.isfinite(value) and value > 0)):
+            raise UserInputError(f"{label} must be a finite number > 0. Received: "
+                                 f"{label}={value!r}")
     if training_loop not in ("auto", "keras", "custom"):
         raise UserInputError("training_loop must be 'auto', 'keras' or 'custom'. "
                              f"Received: {training_loop!r}")

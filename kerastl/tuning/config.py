@@ -103,9 +103,15 @@ def load_config(path: str | pathlib.Path) -> dict:
         _unknown(config["export"], EXPORT_KEYS, f"{path} export")
         if config["export"].get("name") is not None:
             check_name(config["export"]["name"], what="export.name", kind="model name")
-    backbones = config.get("backbones", ["efficientnet_lite0"])
+    backbones = config.get("backbones")
+    if backbones is None:
+        backbones = ["efficientnet_lite0"]
     if isinstance(backbones, str):
         backbones = [backbones]
+    if not (isinstance(backbones, list) and backbones
+            and all(isinstance(b, str) for b in backbones)):
+        raise UserInputError(f"{path}: 'backbones:' must be a backbone name or a list of "
+                             f"names, e.g. [efficientnet_lite0]. Received: {backbones!r}")
     config["backbones"] = list(backbones)
     if config.get("project_name") is None:  # the file's name, made folder-safe
         stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", path.stem).lstrip("._-")[:80]
