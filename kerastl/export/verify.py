@@ -246,7 +246,7 @@ def verify(path: str | os.PathLike, model: keras.Model | None = None, *, images=
     results = run_consumers(targets, arrays, timeout=timeout)
     clean = [r for r in results.values() if not r.report.get("kerastl_imported", False)]
     checks.append(Check("fresh processes without kerastl", len(clean) == len(results),
-                        f"{len(results)} consumer processes, none imported kerastl"
+                        f"{len(results)} consumers in fresh processes, none imported kerastl"
                         if len(clean) == len(results) else "kerastl was imported"))
     metrics = {"num_images": len(images), "consumers": {}}
     expected = (keras.ops.convert_to_numpy(model(images, training=False))
