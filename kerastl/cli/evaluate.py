@@ -6,6 +6,7 @@ import json
 import pathlib
 
 from kerastl.cli.options import add_max_pixels
+from kerastl.cli.summary import add_json_flag, json_summary, scalar_metrics
 from kerastl.errors import UserInputError
 
 SPLITS = ("auto", "test", "val", "all")
@@ -33,6 +34,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--errors", type=int, default=16,
                    help="images in the errors grid (default: %(default)s)")
     add_max_pixels(p)
+    add_json_flag(p, "split, metrics, files written")
     p.set_defaults(func=run)
 
 
@@ -76,6 +78,11 @@ def _check_output(output: pathlib.Path) -> None:
 
 
 def run(args) -> int:
+    with json_summary(args.json) as summary:
+        return _evaluate(args, summary)
+
+
+def _evaluate(args, summary: dict) -> int:
     from kerastl.data.header import resolve_max_pixels
 
     model_path = pathlib.Path(args.model)
@@ -126,4 +133,7 @@ def run(args) -> int:
           f"(macro F1 {m['macro_f1']:.4f})")
     for key, path in report["files"].items():
         print(f"  {key:<17}{path}")
+    summary.update(command="evaluate", model=str(model_path), data_dir=str(data_dir),
+                   split=split, output=str(output), metrics=scalar_metrics(m),
+                   files=report["files"], skipped_files=len(splits.skipped))
     return 0

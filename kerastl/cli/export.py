@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from kerastl.cli.loading import load_keras_model
+from kerastl.cli.summary import add_json_flag, json_summary
 from kerastl.errors import UserInputError
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,7 @@ def add_parser(subparsers) -> None:
                              "it with the Keras model")
     parser.add_argument("--verify-images", type=int, default=32,
                         help="number of images for --verify and --tflite (default: 32)")
+    add_json_flag(parser, "export path and version, TFLite files, verification")
     parser.set_defaults(func=run)
 
 
@@ -134,6 +136,11 @@ def _example_images(folder: str, size, limit: int, resize: str = "stretch"):
 
 
 def run(args: argparse.Namespace) -> int:
+    with json_summary(args.json) as summary:
+        return _export(args, summary)
+
+
+def _export(args: argparse.Namespace, summary: dict) -> int:
     from kerastl.export import export_saved_model
     from kerastl.export.signatures import model_image_size
 
@@ -150,6 +157,8 @@ def run(args: argparse.Namespace) -> int:
         warmup=not args.no_warmup, overwrite=args.overwrite, top_k=args.top_k,
         example_images=files[:8] if files else None, resize=args.resize,
         serving_base_path=args.serving_base_path)
+    summary.update(command="export", model=str(model_path), name=args.name,
+                   version=int(path.name), path=str(path), class_names=names)
     status = 0
     if args.tflite:
         from kerastl.export.tflite import export_tflite
@@ -159,12 +168,13 @@ def run(args: argparse.Namespace) -> int:
                                 class_names=names, name=args.name)
         log.info("TFLite models (%s) and tflite_report.json in %s",
                  ", ".join(r.variant for r in results), out_dir)
+        summary["tflite"] = {r.variant: str(r.path) for r in results}
     if args.verify:
-        status = _verify(path, model, originals, args)
+        status = _verify(path, model, originals, args, summary)
     return status
 
 
-def _verify(path: Path, model, originals, args: argparse.Namespace) -> int:
+def _verify(path: Path, model, originals, args: argparse.Namespace, summary: dict) -> int:
     """Run every consumer of the export; a version that fails is withdrawn from serving."""
     from kerastl.atomic import atomic_write_json
     from kerastl.export.saved_model import write_models_config
@@ -173,9 +183,10 @@ def _verify(path: Path, model, originals, args: argparse.Namespace) -> int:
     report = verify(path, model, images=originals, num_images=args.verify_images)
     print(report.signatures)
     print(report.summary())
-    atomic_write_json(path.parent / f"verify-{path.name}.json",
-                      {"ok": report.ok, "metrics": report.metrics,
-                       "checks": [vars(c) for c in report.checks]}, indent=2)
+    verify_json = atomic_write_json(path.parent / f"verify-{path.name}.json",
+                                    {"ok": report.ok, "metrics": report.metrics,
+                                     "checks": [vars(c) for c in report.checks]}, indent=2)
+    summary["verify"] = {"ok": report.ok, "report": str(verify_json)}
     if report.ok:
         return 0
     # Keep the files for inspection, under a name TF Serving's version poller ignores.
@@ -187,6 +198,8 @@ def _verify(path: Path, model, originals, args: argparse.Namespace) -> int:
     os.rename(path, rejected)
     write_models_config(args.base_dir, args.serving_base_path)
     failure = " ".join(report.failure().split())
+    summary["verify"].update(failure=failure, moved_to=str(rejected))
+    summary["path"] = str(rejected)
     print(f"kerastl: verification failed: {failure} (the export was moved to {rejected}, "
           "where TF Serving does not load it)", file=sys.stderr)
     return 1

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import pathlib
 import re
 
 from kerastl.cli.options import add_max_pixels
+from kerastl.cli.summary import add_json_flag, json_summary, scalar_metrics
 from kerastl.defaults import AUGMENT_POLICIES, DEFAULT_SCHEDULE, MAX_IMAGE_SIZE, SCHEDULES
 from kerastl.errors import UserInputError
 from kerastl.paths import is_safe_name
@@ -126,6 +128,7 @@ def add_parser(subparsers) -> None:
                    choices=("mixed_float16", "mixed_bfloat16"),
                    help="train in mixed precision (outputs stay float32)")
     add_max_pixels(p)
+    add_json_flag(p, "run folder, mode, metrics, files written")
     p.set_defaults(func=run)
 
 
@@ -141,6 +144,11 @@ def unfreeze_options(args) -> dict:
 
 
 def run(args) -> int:
+    with json_summary(args.json) as summary:
+        return _train(args, summary)
+
+
+def _train(args, summary: dict) -> int:
     data_dir = pathlib.Path(args.data_dir)
     if not data_dir.exists():
         raise UserInputError(f"DATA_DIR {data_dir} does not exist")
@@ -214,6 +222,11 @@ def run(args) -> int:
                 claimed.rmdir()
         raise
     _print_summary(report)
+    summary.update(command="train", run_dir=None if output is None else os.fspath(output),
+                   mode=mode, backbone=spec.name, class_names=list(splits.class_names),
+                   metrics={split: scalar_metrics(report[f"{split}_metrics"])
+                            for split in ("val", "test") if f"{split}_metrics" in report},
+                   files=report["files"], skipped_files=len(report["skipped_files"]))
     return 0
 
 

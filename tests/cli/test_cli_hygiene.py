@@ -3,11 +3,16 @@ flag, --json summaries, train --export and --tensorboard."""
 
 import argparse
 import configparser
+import contextlib
+import io
+import json
 import pathlib
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
+from test_cli import _folder, _train_args
 
 import kerastl
 from kerastl.cli.main import main
@@ -143,3 +148,73 @@ def test_augment_takes_only_known_policies(capsys):
     err = capsys.readouterr().err
     assert "--augment: invalid choice: 'heavy'" in err
     assert all(repr(name) in err for name in POLICIES)
+
+
+def _json_run(argv) -> tuple[int, dict | None, str]:
+    """``main(argv)``: its status, stdout parsed as one JSON object (None when empty),
+    and stderr."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        status = main(argv)
+    text = out.getvalue()
+    return status, (json.loads(text) if text else None), err.getvalue()
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One tiny ``kerastl train --json`` run shared by the tests below."""
+    root = tmp_path_factory.mktemp("trained")
+    data = _folder(root / "data")
+    argv = _train_args(data, "--head-epochs", "1", "--epochs", "1", "--batch-size", "4",
+                       "--validation-split", "0.25", "--output", str(root / "run"), "--json")
+    status, summary, err = _json_run(argv)
+    assert status == 0, err
+    return SimpleNamespace(root=root, data=data, summary=summary, stderr=err)
+
+
+@pytest.mark.slow
+def test_train_json_is_the_only_stdout(trained):
+    summary = trained.summary
+    assert summary["command"] == "train" and summary["kerastl_version"] == kerastl.__version__
+    assert summary["run_dir"] == str(trained.root / "run") and summary["mode"] == "fine-tune"
+    assert summary["class_names"] == ["cat", "dog"]
+    assert summary["metrics"]["val"]["examples"] == 4
+    assert 0.0 <= summary["metrics"]["val"]["accuracy"] <= 1.0
+    assert "confusion_matrix" not in summary["metrics"]["val"]  # stays in report.json
+    assert pathlib.Path(summary["files"]["model"]).is_file()
+    report = json.loads(pathlib.Path(summary["files"]["report"]).read_text())
+    assert report["val_metrics"]["accuracy"] == summary["metrics"]["val"]["accuracy"]
+    assert "val accuracy:" in trained.stderr  # the human summary moved to stderr
+
+
+@pytest.mark.slow
+def test_evaluate_json(trained):
+    model = trained.summary["files"]["model"]
+    output = trained.root / "evaluation"
+    status, summary, _ = _json_run(["evaluate", model, str(trained.data), "--output",
+                                    str(output), "--json"])
+    assert status == 0
+    assert summary["command"] == "evaluate" and summary["split"] == "all"
+    assert summary["metrics"]["examples"] == 16
+    assert summary["output"] == str(output)
+    assert json.loads((output / "report.json").read_text())["metrics"]["accuracy"] == (
+        summary["metrics"]["accuracy"])
+
+
+@pytest.mark.slow
+def test_export_json(trained):
+    model = trained.summary["files"]["model"]
+    base = trained.root / "SavedModels"
+    status, summary, _ = _json_run(["export", model, "--name", "pets", "--base-dir",
+                                    str(base), "--no-warmup", "--json"])
+    assert status == 0
+    assert summary["command"] == "export" and summary["name"] == "pets"
+    assert summary["version"] == 1 and summary["path"] == str(base / "pets" / "1")
+    assert (base / "pets" / "1" / "saved_model.pb").is_file()
+    assert summary["class_names"] == ["cat", "dog"]
+
+
+def test_a_failing_command_prints_no_json():
+    status, summary, err = _json_run(["evaluate", "missing.keras", "/nonexistent", "--json"])
+    assert (status, summary) == (2, None)
+    assert err.startswith("kerastl: error: DATA_DIR /nonexistent")
