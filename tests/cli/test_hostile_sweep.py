@@ -473,8 +473,11 @@ CASES = [
     Case("tune-oracle-port-out-of-range", lambda w: tune(w, "--chief", "--oracle-port", "70000"),
          E, r"--oracle-port must be 1-65535\. Received: 70000"),
     Case("tune-unicode-and-space-names",
-         lambda w: tune(w, project_name="été 1", data_path=str(unicode_data(w))), 0,
-         marks=(pytest.mark.slow,)),
+         lambda w: tune(w, directory=str(w.tmp / "mes réglages"), data_path=str(unicode_data(w))),
+         0, marks=(pytest.mark.slow,)),
+    Case("tune-project-name-unicode", lambda w: tune(w, project_name="été 1"), E,  # by design
+         r"project_name must be a folder-safe project name \(letters, digits, .*\)\. "
+         r"Received: project_name='été 1'"),
     # backbones, demo
     Case("backbones-unknown-family", lambda w: ["backbones", "--family", "resnet 50"], E,
          r"No backbone family 'resnet 50'\. Known: .*"),
