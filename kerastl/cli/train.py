@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import pathlib
 import re
@@ -25,6 +26,9 @@ DEFAULTS = {
     "dropout": 0.2,
     "seed": 1337,
 }
+DEFAULT_EXPORT_DIR = "SavedModels"
+
+log = logging.getLogger(__name__)
 
 
 def add_parser(subparsers) -> None:
@@ -127,8 +131,17 @@ def add_parser(subparsers) -> None:
     p.add_argument("--mixed-precision", default=None,
                    choices=("mixed_float16", "mixed_bfloat16"),
                    help="train in mixed precision (outputs stay float32)")
+    p.add_argument("--export", default=None, metavar="NAME",
+                   help="after training, export the model for TF Serving to "
+                        "--export-dir/NAME/<next version>/, with the run's class names "
+                        "(as kerastl export does)")
+    p.add_argument("--export-dir", default=None, metavar="DIR",
+                   help=f"export root of --export (default: {DEFAULT_EXPORT_DIR})")
+    p.add_argument("--tensorboard", default=None, metavar="DIR",
+                   help="write TensorBoard logs of both phases into DIR "
+                        "(keras.callbacks.TensorBoard; view with: tensorboard --logdir DIR)")
     add_max_pixels(p)
-    add_json_flag(p, "run folder, mode, metrics, files written")
+    add_json_flag(p, "run folder, mode, metrics, files written, export path")
     p.set_defaults(func=run)
 
 
@@ -188,6 +201,7 @@ def _train(args, summary: dict) -> int:
     if args.mode == "feature-extraction" and args.augment not in (None, "none"):
         raise UserInputError("--augment has no effect with --mode feature-extraction (each "
                              "image is seen once); leave it out or use --mode fine-tune")
+    _check_export_and_tensorboard(args)
     splits = ktl.data.image_folder(data_dir, image_size=(size, size), batch_size=batch_size,
                                    validation_split=args.validation_split, seed=args.seed,
                                    augment=args.augment, deterministic=args.deterministic,
@@ -206,6 +220,7 @@ def _train(args, summary: dict) -> int:
         # Claimed now (exclusive mkdir): runs started together get distinct folders.
         # The other workers of a fine-tuning cluster write nothing and need no folder.
         output = claimed = claim_free_dir(f"runs/{safe_name}")
+    callbacks = _tensorboard_callbacks(args, strategy, mode)
     try:
         if mode == "feature-extraction":
             report = feature_extraction_and_report(
@@ -215,22 +230,70 @@ def _train(args, summary: dict) -> int:
             print(f"mode: feature extraction ({report['linear_head']['kind']}, "
                   f"C={report['linear_head']['C']:g})")
         else:
-            report = _fine_tune_run(args, splits, output, weights, config, strategy)
+            report = _fine_tune_run(args, splits, output, weights, config, strategy, callbacks)
     except BaseException:
         if claimed is not None:
             with contextlib.suppress(OSError):  # only while still empty
                 claimed.rmdir()
         raise
-    _print_summary(report)
-    summary.update(command="train", run_dir=None if output is None else os.fspath(output),
-                   mode=mode, backbone=spec.name, class_names=list(splits.class_names),
-                   metrics={split: scalar_metrics(report[f"{split}_metrics"])
-                            for split in ("val", "test") if f"{split}_metrics" in report},
-                   files=report["files"], skipped_files=len(report["skipped_files"]))
+    exported = _export(args, report)
+    _print_summary(report, exported)
+    summary.update(_json_summary(args, report, output, mode, exported))
     return 0
 
 
-def _fine_tune_run(args, splits, output, weights, config, strategy) -> dict:
+def _json_summary(args, report: dict, output, mode: str, exported) -> dict:
+    return {"command": "train", "run_dir": None if output is None else os.fspath(output),
+            "mode": mode, "backbone": report["backbone"], "class_names": report["class_names"],
+            "metrics": {split: scalar_metrics(report[f"{split}_metrics"])
+                        for split in ("val", "test") if f"{split}_metrics" in report},
+            "files": report["files"], "skipped_files": len(report["skipped_files"]),
+            "export": exported and os.fspath(exported),
+            "tensorboard": args.tensorboard if mode == "fine-tune" else None}
+
+
+def _check_export_and_tensorboard(args) -> None:
+    """--export, --export-dir and --tensorboard checked before any data is read."""
+    from kerastl.paths import check_name
+
+    if args.export is not None:
+        check_name(args.export, what="--export", kind="model name")
+    elif args.export_dir is not None:
+        raise UserInputError("--export-dir is the export root of --export NAME; give both")
+    if args.tensorboard is not None and args.mode == "feature-extraction":
+        raise UserInputError("--tensorboard logs Keras training epochs; feature extraction "
+                             "fits a linear classifier without any. Leave it out or use "
+                             "--mode fine-tune")
+
+
+def _tensorboard_callbacks(args, strategy, mode: str) -> list:
+    """A TensorBoard callback for --tensorboard (on the chief alone in a cluster)."""
+    import keras
+
+    import kerastl as ktl
+
+    if args.tensorboard is None or not ktl.distribute.is_chief(strategy):
+        return []
+    if mode == "feature-extraction":
+        log.warning("No TensorBoard logs: --mode auto chose feature extraction, which trains "
+                    "no Keras epochs.")
+        return []
+    return [keras.callbacks.TensorBoard(log_dir=args.tensorboard)]
+
+
+def _export(args, report: dict) -> pathlib.Path | None:
+    """--export NAME: the run's model.keras exported for TF Serving, with its class names."""
+    if args.export is None or "model" not in report["files"]:  # a cluster's non-chief
+        return None
+    from kerastl.cli.loading import load_keras_model
+    from kerastl.export import export_saved_model
+
+    model = load_keras_model(report["files"]["model"])
+    return export_saved_model(model, args.export_dir or DEFAULT_EXPORT_DIR, name=args.export,
+                              class_names=report["class_names"])
+
+
+def _fine_tune_run(args, splits, output, weights, config, strategy, callbacks) -> dict:
     from kerastl.training.run import train_and_report
 
     return train_and_report(
@@ -244,11 +307,11 @@ def _fine_tune_run(args, splits, output, weights, config, strategy) -> dict:
         momentum=args.momentum, l2=args.l2, lr_find=args.lr_find,
         schedule=args.schedule, warmup=args.warmup,
         layerwise_lr_decay=args.layerwise_lr_decay,
-        gradual_unfreeze_every=args.gradual_unfreeze_every,
+        gradual_unfreeze_every=args.gradual_unfreeze_every, callbacks=callbacks,
     )
 
 
-def _print_summary(report: dict) -> None:
+def _print_summary(report: dict, exported: pathlib.Path | None) -> None:
     for split in ("test", "val"):
         if f"{split}_metrics" in report:
             print(f"{split} accuracy: {report[f'{split}_metrics']['accuracy']:.4f} on "
@@ -258,3 +321,5 @@ def _print_summary(report: dict) -> None:
         print(f"skipped {len(report['skipped_files'])} unreadable files (listed in report.json)")
     for key, path in report["files"].items():
         print(f"  {key:<17}{path}")
+    if exported is not None:
+        print(f"  {'exported':<17}{exported}")

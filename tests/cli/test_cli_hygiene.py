@@ -162,11 +162,13 @@ def _json_run(argv) -> tuple[int, dict | None, str]:
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """One tiny ``kerastl train --json`` run shared by the tests below."""
+    """One tiny ``kerastl train --json --export --tensorboard`` run shared by the tests below."""
     root = tmp_path_factory.mktemp("trained")
     data = _folder(root / "data")
     argv = _train_args(data, "--head-epochs", "1", "--epochs", "1", "--batch-size", "4",
-                       "--validation-split", "0.25", "--output", str(root / "run"), "--json")
+                       "--validation-split", "0.25", "--output", str(root / "run"), "--json",
+                       "--export", "pets", "--export-dir", str(root / "served"),
+                       "--tensorboard", str(root / "tb"))
     status, summary, err = _json_run(argv)
     assert status == 0, err
     return SimpleNamespace(root=root, data=data, summary=summary, stderr=err)
@@ -218,3 +220,33 @@ def test_a_failing_command_prints_no_json():
     status, summary, err = _json_run(["evaluate", "missing.keras", "/nonexistent", "--json"])
     assert (status, summary) == (2, None)
     assert err.startswith("kerastl: error: DATA_DIR /nonexistent")
+
+
+@pytest.mark.slow
+def test_train_export_writes_a_version_folder(trained):
+    version = trained.root / "served" / "pets" / "1"
+    assert trained.summary["export"] == str(version)
+    assert (version / "saved_model.pb").is_file()
+    assert (version / "assets" / "labels.txt").read_text().split() == ["cat", "dog"]
+    assert f"exported         {version}" in trained.stderr
+
+
+@pytest.mark.slow
+def test_train_tensorboard_writes_event_files(trained):
+    tb = trained.root / "tb"
+    assert trained.summary["tensorboard"] == str(tb)
+    for subset in ("train", "validation"):
+        assert list((tb / subset).glob("events.out.tfevents.*")), subset
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--export", "../pets"], "--export"),
+    (["--export-dir", "served"], "--export-dir is the export root of --export NAME"),
+    (["--tensorboard", "tb", "--mode", "feature-extraction"], "--tensorboard logs Keras"),
+])
+def test_train_export_and_tensorboard_flags_are_checked_first(tmp_path, capsys, flags, message):
+    data = _folder(tmp_path / "data")
+    assert main(_train_args(data, *flags)) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]
+    assert not (tmp_path / "runs").exists() and not list(data.parent.glob("served"))
