@@ -95,23 +95,27 @@ def make_owned_dir(parent: str | os.PathLike, name: str, *, kind: str,
     check_name(name, what=what, kind=kind)
     folder = pathlib.Path(parent) / name
     pathlib.Path(parent).mkdir(parents=True, exist_ok=True)
-    if not (folder.exists() or folder.is_symlink()):
-        fresh = folder.with_name(f".kerastl-new-{os.getpid()}-{secrets.token_hex(4)}")
-        fresh.mkdir()
-        try:
-            _mark(fresh, kind)
+    for _ in range(1000):
+        if not (folder.exists() or folder.is_symlink()):
+            fresh = folder.with_name(f".kerastl-new-{os.getpid()}-{secrets.token_hex(4)}")
+            fresh.mkdir()
             try:
-                os.rename(fresh, folder)
-                return folder
-            except OSError as err:  # another process created it first
-                if err.errno not in (errno.EEXIST, errno.ENOTEMPTY):
-                    raise
-        finally:
-            if fresh.exists():
-                shutil.rmtree(fresh)
-    if not folder.is_dir():
-        raise UserInputError(f"{folder} exists and is not a folder.")
-    return folder
+                _mark(fresh, kind)
+                try:
+                    os.rename(fresh, folder)
+                    return folder
+                except OSError as err:  # another process created it first
+                    if err.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                        raise
+            finally:
+                if fresh.exists():
+                    shutil.rmtree(fresh)
+        if folder.is_dir():
+            return folder
+        if folder.exists() or folder.is_symlink():
+            raise UserInputError(f"{folder} exists and is not a folder.")
+        # It vanished meanwhile (a concurrent --overwrite moved it away): try again.
+    raise UserInputError(f"Could not create {folder}: other processes keep removing it.")
 
 
 def clear_owned_dir(parent: str | os.PathLike, name: str, *, kind: str,
