@@ -81,7 +81,8 @@ def remove_stale_temp_files(folder: str | os.PathLike) -> list[pathlib.Path]:
     return removed
 
 
-def _fsync_dir(folder: pathlib.Path) -> None:
+def fsync_dir(folder: pathlib.Path) -> None:
+    """Make a rename in ``folder`` durable (a no-op where the file system refuses)."""
     try:
         fd = os.open(folder, os.O_RDONLY)
     except OSError:
@@ -129,7 +130,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[pathlib.Path]:
         if isinstance(err, OSError):
             _raise_about(err, tmp, path)
         raise
-    _fsync_dir(folder)
+    fsync_dir(folder)
 
 
 def _raise_about(err: OSError, tmp: pathlib.Path, path: pathlib.Path) -> None:

@@ -43,7 +43,7 @@ import time
 import keras
 import numpy as np
 
-from kerastl.atomic import atomic_write_text
+from kerastl.atomic import atomic_write_text, fsync_dir
 from kerastl.errors import UserInputError
 
 log = logging.getLogger(__name__)
@@ -121,19 +121,6 @@ def _fsync_file(path: pathlib.Path) -> None:
     with open(path, "rb+") as f:
         f.flush()
         os.fsync(f.fileno())
-
-
-def _fsync_dir(path: pathlib.Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _save_arrays(path: pathlib.Path, arrays: list) -> None:
@@ -255,7 +242,7 @@ class CheckpointManager:
         if final.exists():  # left by a run killed after the rename, before `latest`
             shutil.rmtree(final)
         os.rename(tmp, final)
-        _fsync_dir(self.directory)
+        fsync_dir(self.directory)
         atomic_write_text(self.directory / LATEST, name)
         self._cleanup(keep=final)
         log.info("Checkpoint %s written (%s)", final, label or state.get("status"))
