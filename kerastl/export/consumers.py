@@ -66,6 +66,12 @@ def pack_bytes(arrays: dict, key: str, items: list[bytes]) -> None:
     arrays[f"{key}__offsets"] = offsets
 
 
+def unpack_bytes(arrays: dict, key: str) -> list[bytes]:
+    """The byte strings :func:`pack_bytes` stored under ``key``."""
+    data, offsets = arrays[f"{key}__data"], arrays[f"{key}__offsets"]
+    return [data[offsets[i]:offsets[i + 1]].tobytes() for i in range(len(offsets) - 1)]
+
+
 def _one_line(text: str, limit: int = 400) -> str:
     lines = [ln.strip() for ln in str(text).splitlines() if ln.strip()]
     # TF prefixes errors with "Graph execution error:" and a node stack; keep the cause.

@@ -33,7 +33,7 @@ tf = None  # TensorFlow, imported only when a SavedModel consumer runs (LiteRT n
 SERVE = "serve"
 
 
-def _bytes_list(arrays, key):
+def _bytes_list(arrays, key):  # consumers.unpack_bytes; this script cannot import kerastl
     data, offsets = arrays[f"{key}__data"], arrays[f"{key}__offsets"]
     return [data[offsets[i]:offsets[i + 1]].tobytes() for i in range(len(offsets) - 1)]
 

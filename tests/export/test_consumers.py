@@ -19,7 +19,7 @@ from export_helpers import save_hub_module, sharpen_head, tiny_backbone, tiny_cl
 import kerastl as ktl
 from kerastl.data import decode
 from kerastl.export import signatures
-from kerastl.export.consumers import SAVED_MODEL_CONSUMERS, run_consumers
+from kerastl.export.consumers import SAVED_MODEL_CONSUMERS, run_consumers, unpack_bytes
 from kerastl.export.samples import sample_images
 from kerastl.export.verify import _training_view, _warmup_arrays, requests, verify
 
@@ -76,7 +76,7 @@ def exported(tmp_path_factory):
         paths[kind] = ktl.export_saved_model(model, tmp_path / "SavedModels", name=kind,
                                              class_names=names, example_images=examples)
     arrays = requests(np.stack([_training_view(c, SIZE, "stretch") for c in crops]), crops)
-    views = np.stack([_data_layer_view(b) for b in _bytes_list(arrays, "jpeg")])
+    views = np.stack([_data_layer_view(b) for b in unpack_bytes(arrays, "jpeg")])
     checks = []
     _warmup_arrays(paths["multiclass"], arrays, checks)  # same examples for every model
     assert checks[0].passed and checks[0].detail.startswith("7 PredictionLog")
@@ -85,11 +85,6 @@ def exported(tmp_path_factory):
     results = run_consumers(targets, arrays)
     arrays["jpeg_view"] = views
     return models, arrays, results
-
-
-def _bytes_list(arrays, key):
-    data, offsets = arrays[f"{key}__data"], arrays[f"{key}__offsets"]
-    return [data[offsets[i]:offsets[i + 1]].tobytes() for i in range(len(offsets) - 1)]
 
 
 def _data_layer_view(jpeg: bytes) -> np.ndarray:
