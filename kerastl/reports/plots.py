@@ -18,7 +18,8 @@ def _pyplot():
 
 def _save(fig, path) -> str:
     """Lay out, write the PNG and free the figure; returns the path."""
-    fig.tight_layout()
+    if fig.get_layout_engine() is None:
+        fig.tight_layout()
     fig.savefig(path, dpi=110)
     _pyplot().close(fig)
     return os.fspath(path)
@@ -36,12 +37,25 @@ def plot_history(history: dict[str, list], path: str | os.PathLike, *,
     Returns:
         The path written.
     """
+    return _save(_history_figure(history, title=title), path)
+
+
+def _plain_ticks(ax) -> None:
+    """Whole epochs on x; y labels written out in full (no "1e-5+1.098" offset text)."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+    ax.ticklabel_format(axis="both", style="plain", useOffset=False)
+
+
+def _history_figure(history: dict[str, list], *, title: str = "Training curves"):
+    """The figure :func:`plot_history` writes (not closed: the caller saves or inspects it)."""
     plt = _pyplot()
     epochs = history.get("epoch") or list(range(1, len(history.get("loss", [])) + 1))
     metrics = [k for k in history if not k.startswith("val_")
                and k not in ("epoch", "phase", "learning_rate")]
     fig, axes = plt.subplots(1, max(1, len(metrics)), figsize=(5 * max(1, len(metrics)), 3.6),
-                             squeeze=False)
+                             squeeze=False, layout="constrained")
     phases = history.get("phase")
     for ax, metric in zip(axes[0], metrics):
         ax.plot(epochs, history[metric], marker="o", label=f"train {metric}")
@@ -51,12 +65,15 @@ def plot_history(history: dict[str, list], path: str | os.PathLike, *,
             first = epochs[phases.index(2)]
             ax.axvspan(first - 0.5, epochs[-1] + 0.5, color="tab:orange", alpha=0.08,
                        label="fine-tuning (phase 2)")
+        if len(epochs):
+            ax.set_xlim(min(epochs) - 0.5, max(epochs) + 0.5)
+        _plain_ticks(ax)
         ax.set_xlabel("epoch")
         ax.set_title(metric)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle(title)
-    return _save(fig, path)
+    return fig
 
 
 def plot_confusion_matrix(matrix: np.ndarray, class_names: list[str],
@@ -151,14 +168,37 @@ def plot_errors(images: np.ndarray, probabilities: np.ndarray, labels: np.ndarra
         ``(path, indices)``: the PNG written and the indices shown (may be empty:
         the PNG then says there were no errors).
     """
-    plt = _pyplot()
     indices = most_confident_errors(probabilities, labels, count=count)
+    fig = _errors_figure(images, probabilities, labels, class_names, indices, title=title)
+    return _save(fig, path), indices
+
+
+def _short(name: str, limit: int = 24) -> str:
+    """A class name cut to ``limit`` characters so a cell title stays in its column."""
+    return name if len(name) <= limit else name[:limit - 1] + "\u2026"
+
+
+def _errors_figure(images, probabilities, labels, class_names, indices, *,
+                   title: str = "Most confidently wrong predictions"):
+    """The figure :func:`plot_errors` writes (not closed: the caller saves or inspects it).
+
+    Each cell is as tall as its image at 2.6 inches wide plus room for the two-line
+    title, so row titles never run into the images above; the figure is never narrower
+    than the title.
+    """
+    plt = _pyplot()
     labels = np.asarray(labels)
     if labels.ndim == 2:
         labels = labels.argmax(axis=1)
     cols = max(1, min(4, len(indices)))
     rows = max(1, -(-len(indices) // cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.9 * rows), squeeze=False)
+    cell = 2.6
+    aspect = 1.0  # height / width of the images shown
+    if len(indices):
+        shape = np.shape(images[indices[0]])
+        aspect = min(2.0, max(0.25, shape[0] / max(1, shape[1])))
+    fig, axes = plt.subplots(rows, cols, squeeze=False, layout="constrained",
+                             figsize=(max(cell * cols, 4.8), (cell * aspect + 0.55) * rows + 0.5))
     for ax in axes.ravel():
         ax.axis("off")
     if not indices:
@@ -169,7 +209,7 @@ def plot_errors(images: np.ndarray, probabilities: np.ndarray, labels: np.ndarra
                   else None)
         p = probabilities[i]
         predicted = int(np.argmax(p))
-        ax.set_title(f"true: {class_names[int(labels[i])]}\npred: {class_names[predicted]} "
-                     f"({p[predicted]:.2f})", fontsize=8)
+        ax.set_title(f"true: {_short(class_names[int(labels[i])])}\n"
+                     f"pred: {_short(class_names[predicted])} ({p[predicted]:.2f})", fontsize=8)
     fig.suptitle(title)
-    return _save(fig, path), indices
+    return fig
