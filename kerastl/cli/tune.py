@@ -36,6 +36,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--max-epochs", type=int, default=None, help="override max_epochs")
     p.add_argument("--isolate-trials", action="store_true",
                    help="run each trial in its own process")
+    p.add_argument("--keep-cache", action="store_true",
+                   help="keep the copy of the data --isolate-trials saves in the project "
+                        "(default: deleted when the search ends)")
     p.add_argument("--export", default=None, metavar="NAME",
                    help="export the best model to SavedModels/NAME (or the config's export:)")
     p.set_defaults(func=run)
@@ -84,6 +87,8 @@ def run(args) -> int:
         kwargs["max_epochs"] = args.max_epochs
     if args.isolate_trials:
         kwargs["isolate_trials"] = True
+    if args.keep_cache:
+        kwargs["keep_cache"] = True
     with _distributed_env(args):
         from kerastl.tuning import search
 

@@ -12,9 +12,15 @@ is read only from the trial folder the parent created.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
+import re
+import shutil
 import sys
+
+#: The folder of a project that holds the isolated trials' copies of the data.
+DATA_FOLDER = "isolated_data"
 
 
 def load_datasets(data_dir: str):
@@ -30,14 +36,44 @@ def load_datasets(data_dir: str):
 
 
 def save_datasets(train, val, data_dir: str) -> None:
-    """Save ``train`` and ``val`` once under ``data_dir`` (reused on resume)."""
+    """Save ``train`` and ``val`` once under ``data_dir``.
+
+    A complete copy (a search killed and resumed) is reused; a partial one
+    (killed while saving) is removed and saved again.
+    """
     marker = os.path.join(data_dir, "complete")
     if os.path.exists(marker):
         return
+    if os.path.isdir(data_dir):
+        shutil.rmtree(data_dir)
     train.save(os.path.join(data_dir, "train"))
     val.save(os.path.join(data_dir, "val"))
     with open(marker, "w") as f:
         f.write("ok\n")
+
+
+def remove_datasets(data_dir: str | os.PathLike) -> None:
+    """Delete the copy :func:`save_datasets` wrote, and its parent folder once empty.
+
+    Called when a search ends (unless ``keep_cache=True``): the copy is as
+    large as the datasets and only serves the trials of that search. The
+    parent ``isolated_data`` folder goes too once no other tuner's copy is in it.
+    """
+    shutil.rmtree(data_dir, ignore_errors=True)
+    parent = os.path.dirname(os.path.abspath(data_dir))
+    if os.path.basename(parent) == DATA_FOLDER:
+        with contextlib.suppress(OSError):  # other workers' copies may still be there
+            os.rmdir(parent)
+
+
+def data_dir_for(project_dir: str | os.PathLike, tuner_id: str | None = None) -> str:
+    """Where one tuner of a project saves its copy: ``isolated_data/<tuner id or local>``.
+
+    Each worker of a distributed search has its own copy, so workers sharing
+    the project folder neither write into nor delete one another's.
+    """
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", tuner_id or "local").strip("._") or "local"
+    return os.path.join(os.fspath(project_dir), DATA_FOLDER, name)
 
 
 def main(argv: list[str]) -> int:

@@ -179,7 +179,7 @@ def search(train, val=None, *, backbones: Sequence[str] = ("efficientnet_lite0",
            space: Mapping | None = None, hyperparameters: kt.HyperParameters | None = None,
            factor: int = 3, hyperband_iterations: int = 1, callbacks: list | None = None,
            on_trial_end: Callable[[dict], None] | None = None, plots: bool = True,
-           verbose=0, strategy=None) -> SearchResult:
+           verbose=0, strategy=None, keep_cache: bool = False) -> SearchResult:
     """Search backbones, head, learning rates and unfreeze depth with KerasTuner.
 
     Each trial builds a :class:`TransferHyperModel` model and runs the two-phase
@@ -213,7 +213,8 @@ def search(train, val=None, *, backbones: Sequence[str] = ("efficientnet_lite0",
         image_size: ``(h, w)``; inferred from ``train`` when its shape is static.
         num_classes: inferred from the labels when absent.
         isolate_trials: run each trial in its own process (datasets are saved
-            once under the project folder; their pipeline randomness is frozen).
+            once under ``<project>/isolated_data/``, removed when the search
+            ends; their pipeline randomness is frozen).
         executions_per_trial: trainings per trial, metrics averaged.
         weights: backbone weights (``"imagenet"``, ``None`` or a file).
         fixed: ``{hyperparameter: value}`` fixed for the whole search.
@@ -230,6 +231,10 @@ def search(train, val=None, *, backbones: Sequence[str] = ("efficientnet_lite0",
         strategy: distribution strategy for every trial's ``fine_tune`` (a name
             for :func:`kerastl.distribute.get_strategy`, or a strategy; a name
             also works with ``isolate_trials``). Default: none.
+        keep_cache: keep the copy of the datasets that ``isolate_trials`` saves
+            (``<project>/isolated_data/<local or tuner id>/``) when the search
+            ends, e.g. to run more trials on the same data later; by default it
+            is deleted when the search returns or fails.
 
     Returns:
         A :class:`SearchResult`.
@@ -257,6 +262,8 @@ def search(train, val=None, *, backbones: Sequence[str] = ("efficientnet_lite0",
     _check_int("max_epochs", max_epochs, 1)
     _check_int("executions_per_trial", executions_per_trial, 1)
     _check_int("factor", factor, 2)
+    if not isinstance(keep_cache, bool):
+        raise UserInputError(f"keep_cache must be True or False. Received: {keep_cache!r}")
     if not isinstance(objective, str) or not objective:
         raise UserInputError(f"objective must be a metric name. Received: {objective!r}")
     _check_dataset("train", train)
@@ -294,15 +301,16 @@ def search(train, val=None, *, backbones: Sequence[str] = ("efficientnet_lite0",
     prepare = clear_owned_dir if overwrite else make_owned_dir
     project_dir = prepare(directory, project_name, kind="tuning project", what="project_name")
     remove_stale_temp_files(project_dir)
-    data_dir = project_dir / "isolated_data" if isolate_trials else None
+    data_dir = None
+    if isolate_trials and role != "chief":
+        from kerastl.tuning import isolate
+
+        data_dir = pathlib.Path(isolate.data_dir_for(
+            project_dir, os.environ.get("KERASTUNER_TUNER_ID") if role == "worker" else None))
     ktuner = KerastlTuner(oracle, hypermodel, isolate_trials=isolate_trials, data_dir=data_dir,
                           trial_callback=on_trial_end, directory=str(directory),
                           project_name=project_name, overwrite=False,
                           executions_per_trial=executions_per_trial)
-    if isolate_trials and role != "chief":
-        from kerastl.tuning.isolate import save_datasets
-
-        save_datasets(train, val, str(data_dir))
     log.info("Search %s: %s tuner, results in %s", project_name, key, project_dir)
     stopped = None
     from keras_tuner.src import config as kt_config
@@ -310,6 +318,8 @@ def search(train, val=None, *, backbones: Sequence[str] = ("efficientnet_lite0",
     # A failed trial is logged in one line (the tuner does it), not a traceback on stderr.
     kt_debug, kt_config.DEBUG = kt_config.DEBUG, False
     try:
+        if data_dir is not None:
+            isolate.save_datasets(train, val, str(data_dir))
         ktuner.search(train, validation_data=val, epochs=max_epochs,
                       callbacks=list(callbacks or []), verbose=verbose)
     except RuntimeError as err:  # KerasTuner's oracle gives up after consecutive failures
@@ -318,6 +328,10 @@ def search(train, val=None, *, backbones: Sequence[str] = ("efficientnet_lite0",
         stopped = err
     finally:
         kt_config.DEBUG = kt_debug
+        # The copy of the data serves this search's trials only (a killed search
+        # leaves it for its resume, which removes it when it ends).
+        if data_dir is not None and not keep_cache:
+            isolate.remove_datasets(data_dir)
     if role == "worker":
         return SearchResult({}, [], {}, project_dir, objective, role=role,
                             trials_run=list(ktuner.trials_run))
