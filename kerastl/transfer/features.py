@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 
 #: Version of the cache file layout; bump when the format or the key changes.
 _CACHE_FORMAT = 1
+#: Default bound of a features cache folder: beyond it the least recently used
+#: ``features-*.npz`` files are deleted (a file read from the cache counts as used).
+CACHE_MAX_BYTES = 2 * 1024**3
 
 
 def resolve_backbone(backbone_or_model, image_size=None) -> keras.Model:
@@ -137,13 +140,71 @@ def cache_key(backbone: keras.Model, dataset: tf.data.Dataset) -> str:
     return hashlib.sha1("\n".join(parts).encode()).hexdigest()[:20]
 
 
+def check_max_bytes(max_bytes) -> int | None:
+    """``max_bytes`` if it is ``None`` or an int > 0, else one clear error."""
+    if max_bytes is None or (isinstance(max_bytes, (int, np.integer))
+                             and not isinstance(max_bytes, bool) and max_bytes > 0):
+        return None if max_bytes is None else int(max_bytes)
+    raise UserInputError("cache_max_bytes must be a number of bytes > 0 (or None for no "
+                         f"bound). Received: {max_bytes!r}")
+
+
+def prune_cache(cache: str | os.PathLike, max_bytes: int, *,
+                keep: tuple[str | os.PathLike, ...] = ()) -> list[pathlib.Path]:
+    """Delete the least recently used feature files of ``cache`` beyond ``max_bytes``.
+
+    Only files named ``features-*.npz`` (the ones :func:`extract_features`
+    writes) are counted and deleted; anything else in the folder is left
+    alone. A file's last use is its modification time, which a cache hit
+    refreshes. Files in ``keep`` (the one just written or read) stay even if
+    they alone exceed the bound.
+
+    Returns:
+        The deleted files, oldest first.
+    """
+    max_bytes = check_max_bytes(max_bytes)
+    folder = pathlib.Path(cache)
+    keep_names = {pathlib.Path(k).name for k in keep}
+    entries = []
+    for path in folder.glob("features-*.npz"):
+        try:
+            st = path.stat()
+        except OSError:  # deleted meanwhile by another process
+            continue
+        if path.is_file():
+            entries.append((st.st_mtime_ns, path.name, st.st_size, path))
+    total = sum(size for _, _, size, _ in entries)
+    removed = []
+    for _, name, size, path in sorted(entries):
+        if max_bytes is None or total <= max_bytes:
+            break
+        if name in keep_names:
+            continue
+        path.unlink(missing_ok=True)
+        total -= size
+        removed.append(path)
+    if removed:
+        log.info("Features cache %s: removed %d least recently used file(s) to stay under "
+                 "%.1f MiB", folder, len(removed), max_bytes / 2**20)
+    return removed
+
+
+def _touch(path: pathlib.Path) -> None:
+    """Mark a cache file as just used (its mtime orders the pruning)."""
+    try:
+        os.utime(path)
+    except OSError:  # a read-only cache stays usable
+        pass
+
+
 def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "._-" else "_" for c in name).strip("_") or "model"
 
 
 def extract_features(backbone_or_model, data, *, cache: str | os.PathLike | None = None,
-                     batch_size: int = 32, image_size=None,
-                     verbose="auto") -> tuple[np.ndarray, np.ndarray]:
+                     batch_size: int = 32, image_size=None, verbose="auto",
+                     cache_max_bytes: int | None = CACHE_MAX_BYTES
+                     ) -> tuple[np.ndarray, np.ndarray]:
     """Features of a frozen backbone (inference mode) for every image in ``data``.
 
     Args:
@@ -159,10 +220,15 @@ def extract_features(backbone_or_model, data, *, cache: str | os.PathLike | None
             the same inputs loads them instead of running the backbone, and any
             change (other weights, size or data) computes and stores new ones.
             Hashing reads the data once more (cheap next to the backbone).
+            The folder is kept (it is yours) but bounded by ``cache_max_bytes``.
         batch_size: batch size when ``data`` are arrays.
         image_size: ``(height, width)`` for a backbone given by name; default
             the size of the images in ``data``.
         verbose: ``0``/``False`` silent; otherwise a progress bar.
+        cache_max_bytes: bound of the ``features-*.npz`` files in ``cache``
+            (default :data:`CACHE_MAX_BYTES`, 2 GiB): after each call the least
+            recently used ones are deleted until the rest fit (the file of this
+            call always stays). ``None``: no bound.
 
     Returns:
         ``(features, labels)``: arrays ``(N, feature_dim)`` and ``(N, ...)``. For a
@@ -175,6 +241,7 @@ def extract_features(backbone_or_model, data, *, cache: str | os.PathLike | None
     Example:
         >>> feats, labels = ktl.extract_features(backbone, splits.train, cache="features")
     """
+    cache_max_bytes = check_max_bytes(cache_max_bytes)
     dataset = as_dataset(data, batch_size=batch_size)
     if isinstance(backbone_or_model, str) and image_size is None:
         spec = dataset.element_spec
@@ -195,12 +262,19 @@ def extract_features(backbone_or_model, data, *, cache: str | os.PathLike | None
     if path.is_file():
         try:
             with np.load(path, allow_pickle=False) as stored:
-                log.info("Features loaded from cache %s", path)
-                return stored["features"], stored["labels"]
+                features, labels = stored["features"], stored["labels"]
         except (OSError, ValueError, KeyError) as err:
             log.warning("Ignoring unreadable features cache %s (%s); recomputing", path, err)
+        else:
+            log.info("Features loaded from cache %s", path)
+            _touch(path)
+            if cache_max_bytes is not None:
+                prune_cache(folder, cache_max_bytes, keep=(path,))
+            return features, labels
     features, labels = features_lib.extract_features(backbone, dataset, verbose=verbose)
     # atomic: a killed run never leaves half a cache file
     atomic_write(path, lambda fh: np.savez(fh, features=features, labels=labels))
     log.info("Features cached in %s", path)
+    if cache_max_bytes is not None:
+        prune_cache(folder, cache_max_bytes, keep=(path,))
     return features, labels
