@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import logging
 import os
+import shutil
+import tempfile
 
 import keras
 import numpy as np
@@ -16,9 +19,21 @@ from kerastl.errors import UserInputError
 
 log = logging.getLogger(__name__)
 
-# cache="auto" keeps the decoded uint8 images in memory up to this size.
-AUTO_CACHE_BYTES = 2 * 1024**3
+# cache="auto" keeps a split's decoded uint8 images in memory up to this size
+# (and a quarter of the memory available). A larger split goes to a file cache
+# in this process's temporary folder (removed when the process ends) up to
+# AUTO_DISK_CACHE_BYTES (and half the free disk space there); beyond that it is
+# decoded again every epoch. 5,000 images at 224 px (0.75 GB) would otherwise
+# take more than a third of a 2 GB budget (benchmarks/train_memory.py).
+AUTO_CACHE_BYTES = 512 * 1024**2
+AUTO_DISK_CACHE_BYTES = 32 * 1024**3
+# The training shuffle buffer holds at most this many images, and at most
+# SHUFFLE_BYTES of them (2048 images at 224 px would be 0.3 GB).
 SHUFFLE_BUFFER = 2048
+SHUFFLE_BYTES = 128 * 1024**2
+# File caches of cache="auto" live in <temp>/kerastl-cache-<pid>-*/ of this process.
+_AUTO_DIR_PREFIX = "kerastl-cache-"
+_auto_dir: str | None = None
 
 
 def reshuffled(ds: tf.data.Dataset, *, buffer_size: int, seed: int | None,
@@ -117,23 +132,113 @@ def files_fingerprint(paths: list[str], inline: list[bytes]) -> str:
     return fingerprint(stats)
 
 
+def available_memory() -> int | None:
+    """Bytes of memory available to new allocations (``MemAvailable``), or ``None``."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
+
+
+def _remove_stale_auto_dirs(parent: str) -> list[str]:
+    """Remove the automatic cache folders of processes that are gone (e.g. killed)."""
+    removed = []
+    try:
+        names = os.listdir(parent)
+    except OSError:
+        return removed
+    for name in names:
+        if not name.startswith(_AUTO_DIR_PREFIX):
+            continue
+        pid = name[len(_AUTO_DIR_PREFIX):].split("-", 1)[0]
+        path = os.path.join(parent, name)
+        try:
+            if not pid.isdigit() or _pid_alive(int(pid)) or os.stat(path).st_uid != os.getuid():
+                continue
+        except OSError:
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed
+
+
+def auto_cache_dir() -> str:
+    """This process's folder for the file caches of ``cache="auto"``.
+
+    Created on first use under the temporary folder (``$TMPDIR``), removed
+    when the process exits; folders left by killed processes are removed the
+    next time one is created.
+    """
+    global _auto_dir
+    if _auto_dir is None or not os.path.isdir(_auto_dir):
+        parent = tempfile.gettempdir()
+        _remove_stale_auto_dirs(parent)
+        _auto_dir = tempfile.mkdtemp(prefix=f"{_AUTO_DIR_PREFIX}{os.getpid()}-", dir=parent)
+    return _auto_dir
+
+
+def remove_auto_caches() -> None:
+    """Delete the file caches ``cache="auto"`` made in this process (also run at exit).
+
+    Datasets built before keep working but decode their images again.
+    """
+    global _auto_dir
+    path, _auto_dir = _auto_dir, None
+    if path is not None:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+atexit.register(remove_auto_caches)
+
+
+def _auto_cache(need: int, split: str) -> str | None:
+    memory = available_memory()
+    budget = AUTO_CACHE_BYTES if memory is None else min(AUTO_CACHE_BYTES, memory // 4)
+    if need <= budget:
+        return ""
+    folder = auto_cache_dir()
+    disk = min(AUTO_DISK_CACHE_BYTES, shutil.disk_usage(folder).free // 2)
+    if need > disk:
+        log.info("Not caching the %s split (%.1f GiB of images, over the memory and disk "
+                 "budgets); pass cache='<file prefix>' to cache it on disk.",
+                 split, need / 1024**3)
+        return None
+    path = os.path.join(tempfile.mkdtemp(prefix=f"{split}-", dir=folder), "images")
+    log.info("Caching the %s split on disk (%.2f GiB of images, over the %.1f MiB memory "
+             "budget) in %s, removed when the process ends.", split, need / 1024**3,
+             budget / 2**20, os.path.dirname(path))
+    return path
+
+
 def resolve_cache(cache, num_examples: int, image_size: tuple[int, int], resize: str,
                   split: str, source_id: str = "") -> str | None:
     """Return ``""`` (memory), a file prefix, or ``None`` (no cache).
 
     On-disk caches are named ``<prefix>_<split>_<hash>`` where the hash covers
-    the source (``source_id``), the image size and the resize mode.
+    the source (``source_id``), the image size and the resize mode; they are
+    the user's and are kept. ``"auto"``: memory up to :data:`AUTO_CACHE_BYTES`,
+    else a file cache in :func:`auto_cache_dir` (removed at exit) up to
+    :data:`AUTO_DISK_CACHE_BYTES`, else none.
     """
     if cache is False or cache is None:
         return None
-    if cache == "auto":
+    if isinstance(cache, str) and cache == "auto":
         h, w = decode.cache_size(image_size, resize)
-        need = num_examples * h * w * 3
-        if need > AUTO_CACHE_BYTES:
-            log.info("Not caching the %s split in memory (%.1f GiB of images); pass "
-                     "cache='<file prefix>' to cache it on disk.", split, need / 1024**3)
-            return None
-        return ""
+        return _auto_cache(num_examples * h * w * 3, split)
     if cache is True or cache == "memory":
         return ""
     if isinstance(cache, (str, os.PathLike)):
@@ -146,6 +251,13 @@ def resolve_cache(cache, num_examples: int, image_size: tuple[int, int], resize:
         "cache must be True/'memory', False, 'auto' or a file path prefix. "
         f"Received: cache={cache!r}"
     )
+
+
+def shuffle_buffer(num_examples: int, image_size: tuple[int, int], resize: str) -> int:
+    """Training shuffle buffer: all examples, at most :data:`SHUFFLE_BUFFER` and ``SHUFFLE_BYTES``."""
+    h, w = decode.cache_size(image_size, resize)
+    by_bytes = max(SHUFFLE_BYTES // max(h * w * 3, 1), 1)
+    return max(min(num_examples, SHUFFLE_BUFFER, by_bytes), 1)
 
 
 def finish(ds: tf.data.Dataset, *, num_examples: int, image_size: tuple[int, int],
@@ -163,7 +275,8 @@ def finish(ds: tf.data.Dataset, *, num_examples: int, image_size: tuple[int, int
     shuffled = None
     unshuffled = ds
     if training and shuffle:
-        ds = shuffled = reshuffled(ds, buffer_size=min(max(num_examples, 1), SHUFFLE_BUFFER),
+        ds = shuffled = reshuffled(ds, buffer_size=shuffle_buffer(num_examples, image_size,
+                                                                  resize),
                                    seed=seed, cardinality=int(ds.cardinality()))
     if resize == "random_crop":
         # After the cache, per image: a new random window every epoch in

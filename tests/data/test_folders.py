@@ -189,6 +189,7 @@ def test_auto_cache_skips_memory_cache_over_budget(class_folder, monkeypatch, ca
     from kerastl.data import pipeline
 
     monkeypatch.setattr(pipeline, "AUTO_CACHE_BYTES", 100)
+    monkeypatch.setattr(pipeline, "AUTO_DISK_CACHE_BYTES", 100)
     with caplog.at_level("INFO", logger="kerastl.data.pipeline"):
         s = ktl.data.image_folder(class_folder, image_size=8, validation_split=0)
     assert "Not caching the train split" in caplog.text
