@@ -15,6 +15,10 @@ MAX_PIXELS_ENV = "KERASTL_MAX_PIXELS"
 #: Largest input side in px; above, one batch of activations exhausts memory.
 MAX_IMAGE_SIZE = 4096
 
+#: How images are brought to the model's size (:func:`kerastl.data.decode.resize_image`):
+#: stretch, central crop, letterbox pad, or a random window in training (central otherwise).
+RESIZE_MODES = ("stretch", "crop", "pad", "random_crop")
+
 #: Learning-rate schedules (:func:`kerastl.training.schedules.make_schedule`).
 SCHEDULES = ("constant", "onecycle", "cosine")
 #: ``fine_tune``'s and ``kerastl train``'s default: measured best of the three

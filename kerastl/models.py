@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import keras
 
 from kerastl.backbones.builder import build_backbone
-from kerastl.data.decode import RESIZE_MODES
+from kerastl.data.decode import check_resize_mode
 from kerastl.errors import UserInputError
 
 TASKS = ("multiclass", "multilabel", "regression")
@@ -58,13 +58,6 @@ def _check_hidden(hidden_units) -> tuple[int, ...]:
                 f"hidden_units must be positive ints. Received: hidden_units={hidden_units!r}"
             )
     return hidden
-
-
-def check_resize(resize: str) -> str:
-    if resize not in RESIZE_MODES:
-        raise UserInputError(
-            f"resize must be one of {', '.join(RESIZE_MODES)}. Received: resize={resize!r}")
-    return resize
 
 
 def _check_class_names(class_names, num_outputs: int) -> tuple[str, ...] | None:
@@ -155,7 +148,7 @@ class ImageTask(keras.Model):
 
     @resize.setter
     def resize(self, mode: str) -> None:
-        self._resize = check_resize(mode)
+        self._resize = check_resize_mode(mode)
 
     @property
     def image_size(self) -> tuple[int | None, int | None]:

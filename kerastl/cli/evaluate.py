@@ -14,17 +14,21 @@ SPLITS = ("auto", "test", "val", "all")
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
-        "evaluate", help="evaluate a .keras classifier on an image folder",
-        description="Evaluate MODEL.keras on DATA_DIR (one subfolder per class, or train/ "
-                    "val/ test/ subfolders). Writes report.json (accuracy, per-class "
-                    "precision/recall/F1, confusion matrix, timings, versions), "
-                    "confusion_matrix.png and errors.png (the most confidently wrong "
-                    "images) into --output.")
-    p.add_argument("model", metavar="MODEL", help="a .keras file written by kerastl train")
-    p.add_argument("data_dir", metavar="DATA_DIR", help="image folder")
+        "evaluate", help="evaluate a .keras classifier or a training run on an image folder",
+        description="Evaluate MODEL (a .keras file, or a run folder written by kerastl "
+                    "train) on DATA_DIR (one subfolder per class, or train/ val/ test/ "
+                    "subfolders; default: the run's own data). A run's validation split is "
+                    "cut exactly as in training (its validation split, seed, image size and "
+                    "resize). Writes report.json (accuracy, per-class precision/recall/F1, "
+                    "confusion matrix, timings, versions), confusion_matrix.png and "
+                    "errors.png (the most confidently wrong images) into --output.")
+    p.add_argument("model", metavar="MODEL",
+                   help="a run folder or a .keras file written by kerastl train")
+    p.add_argument("data_dir", metavar="DATA_DIR", nargs="?", default=None,
+                   help="image folder (default: the DATA_DIR the run was trained on)")
     p.add_argument("--split", choices=SPLITS, default="auto",
-                   help="auto: test/ when DATA_DIR has one, else every image (default: "
-                        "%(default)s)")
+                   help="auto: test/ when DATA_DIR has one; else, on the run's own data, the "
+                        "run's validation split; else every image (default: %(default)s)")
     p.add_argument("--output", default=None,
                    help="report folder (default: <model folder>/evaluation); a folder "
                         "holding files of the same names that evaluate did not write is "
@@ -38,15 +42,50 @@ def add_parser(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def _expected_class_names(model_path: pathlib.Path) -> list[str] | None:
+def _training_report(model_path: pathlib.Path) -> dict:
+    """The report.json kerastl train wrote beside the model, or ``{}``."""
     report = model_path.parent / "report.json"
     if not report.is_file():
-        return None
+        return {}
     try:
-        names = json.loads(report.read_text()).get("class_names")
+        data = json.loads(report.read_text())
     except (OSError, ValueError):
-        return None
-    return list(names) if isinstance(names, list) else None
+        return {}
+    return data if isinstance(data, dict) and isinstance(data.get("config"), dict) else {}
+
+
+def _model_path(model: str) -> pathlib.Path:
+    path = pathlib.Path(model)
+    if path.is_dir():
+        from kerastl.training.run import MODEL_FILE
+
+        if (path / MODEL_FILE).is_file():
+            return path / MODEL_FILE
+        raise UserInputError(f"{path} is a folder without {MODEL_FILE}; kerastl evaluate takes "
+                             "a run folder written by kerastl train or a .keras model file "
+                             "(kerastl predict takes a SavedModel).")
+    return path
+
+
+def _same_folder(a, b) -> bool:
+    try:
+        return pathlib.Path(a).resolve() == pathlib.Path(b).resolve()
+    except (OSError, RuntimeError):
+        return False
+
+
+def _split_options(data_dir: pathlib.Path, requested: str, run_config: dict):
+    """``(split, validation_split, seed)``: the run's own split on the run's own data."""
+    own_data = bool(run_config) and _same_folder(data_dir, run_config.get("data_dir", ""))
+    fraction = float(run_config.get("validation_split", 0.2)) if own_data else 0.2
+    seed = int(run_config.get("seed", 1337)) if own_data else 1337
+    has_test = (data_dir / "test").is_dir()
+    split = requested
+    if split == "auto":
+        split = "test" if has_test else ("val" if own_data and fraction > 0 else "all")
+    if split == "test" and not has_test:
+        raise UserInputError(f"--split test: {data_dir} has no test/ subfolder")
+    return split, (0.0 if split == "all" else fraction), seed
 
 
 def _is_evaluation_report(path: pathlib.Path) -> bool:
@@ -85,8 +124,13 @@ def run(args) -> int:
 def _evaluate(args, summary: dict) -> int:
     from kerastl.data.header import resolve_max_pixels
 
-    model_path = pathlib.Path(args.model)
-    data_dir = pathlib.Path(args.data_dir)
+    model_path = _model_path(args.model)
+    run_report = _training_report(model_path)
+    run_config = run_report.get("config", {})
+    if args.data_dir is None and not run_config.get("data_dir"):
+        raise UserInputError(f"Give DATA_DIR: {model_path} has no training report.json beside "
+                             "it saying which data it was trained on.")
+    data_dir = pathlib.Path(args.data_dir or run_config["data_dir"])
     if not data_dir.is_dir():
         raise UserInputError(f"DATA_DIR {data_dir} does not exist or is not a folder")
     if args.batch_size < 1:
@@ -96,30 +140,27 @@ def _evaluate(args, summary: dict) -> int:
     resolve_max_pixels(args.max_pixels)
     output = pathlib.Path(args.output) if args.output else model_path.parent / "evaluation"
     _check_output(output)
-    if model_path.is_dir():
-        raise UserInputError(f"{model_path} is a folder; kerastl evaluate takes a .keras model "
-                             "file (kerastl predict takes a SavedModel).")
     from kerastl.cli.loading import load_keras_model
 
     model = load_keras_model(model_path)
     import kerastl as ktl
     from kerastl.export.signatures import model_image_size
+    from kerastl.models import contract_of
     from kerastl.reports.evaluate import evaluate_classifier
 
     size = model_image_size(model)
-    split = args.split
-    has_test = (data_dir / "test").is_dir()
-    if split == "auto":
-        split = "test" if has_test else "all"
-    if split == "test" and not has_test:
-        raise UserInputError(f"--split test: {data_dir} has no test/ subfolder")
-    splits = ktl.data.image_folder(data_dir, image_size=size, batch_size=args.batch_size,
-                                   validation_split=0.0 if split == "all" else 0.2,
-                                   shuffle=False, augment=None, max_pixels=args.max_pixels)
+    contract = contract_of(model)
+    split, fraction, seed = _split_options(data_dir, args.split, run_config)
+    splits = ktl.data.image_folder(
+        data_dir, image_size=size, batch_size=args.batch_size, validation_split=fraction,
+        seed=seed, shuffle=False, augment=None,
+        resize=contract["resize"] or run_config.get("resize") or "stretch",
+        max_pixels=args.max_pixels if args.max_pixels is not None
+        else run_config.get("max_pixels"))
     dataset = {"all": splits.train, "test": splits.test, "val": splits.val}[split]
     if dataset is None:
         raise UserInputError(f"--split {split}: {data_dir} has no such split")
-    expected = _expected_class_names(model_path)
+    expected = contract["class_names"] or run_report.get("class_names")
     if expected is not None and list(expected) != list(splits.class_names):
         raise UserInputError(
             f"The model was trained on classes {expected} but {data_dir} has "

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from kerastl.cli.loading import load_keras_model
 from kerastl.cli.summary import add_json_flag, json_summary
+from kerastl.defaults import RESIZE_MODES
 from kerastl.errors import UserInputError
 
 log = logging.getLogger(__name__)
@@ -34,13 +35,14 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--version", type=int, help="version number (default: next free one)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing version")
     parser.add_argument("--labels", help="text file with one class name per line, in label "
-                                         "order (default: <model>.labels.txt or labels.txt "
-                                         "next to the model)")
+                                         "order (default: the class names the model keeps, "
+                                         "else <model>.labels.txt or labels.txt next to it)")
     parser.add_argument("--class-names", help="comma-separated class names, in label order")
     parser.add_argument("--top-k", type=int, default=5, help="classes in top_k outputs (default: 5)")
-    parser.add_argument("--resize", choices=("stretch", "crop", "pad", "random_crop"), default="stretch",
-                        help="how serving_default resizes images; use what training used "
-                             "(default: %(default)s)")
+    parser.add_argument("--resize", choices=RESIZE_MODES, default=None,
+                        help="how serving_default resizes images (default: the resize the "
+                             "model was trained with, which kerastl models keep; stretch for "
+                             "other models)")
     parser.add_argument("--examples", help="folder of real images for the warmup requests, "
                                            "the TFLite comparison and --verify")
     parser.add_argument("--no-warmup", action="store_true",
@@ -67,8 +69,10 @@ def read_labels(path: str | os.PathLike) -> list[str]:
     return labels
 
 
-def resolve_class_names(model_path: Path, labels: str | None, class_names: str | None):
-    """Class names from --class-names, --labels or a labels file next to the model."""
+def resolve_class_names(model_path: Path, labels: str | None, class_names: str | None,
+                        model=None):
+    """Class names from --class-names, --labels, the model itself (a kerastl task
+    model keeps them) or a labels file next to the model."""
     if labels and class_names:
         raise UserInputError("Give either --labels or --class-names, not both.")
     if class_names:
@@ -77,6 +81,12 @@ def resolve_class_names(model_path: Path, labels: str | None, class_names: str |
         if not Path(labels).is_file():
             raise FileNotFoundError(f"Labels file not found: {labels}")
         return read_labels(labels)
+    if model is not None:
+        from kerastl.models import contract_of
+
+        contract = contract_of(model)
+        if contract["class_names"] and contract["task"] != "regression":
+            return contract["class_names"]
     for candidate in (model_path.with_suffix(".labels.txt"), model_path.parent / "labels.txt"):
         if candidate.is_file():
             log.debug("Class names from %s", candidate)
@@ -146,16 +156,19 @@ def _export(args: argparse.Namespace, summary: dict) -> int:
 
     model_path = Path(args.model)
     model = load_keras_model(model_path)
-    names = resolve_class_names(model_path, args.labels, args.class_names)
+    from kerastl.models import contract_of
+
+    names = resolve_class_names(model_path, args.labels, args.class_names, model)
     size = model_image_size(model)
+    resize = args.resize or contract_of(model)["resize"] or "stretch"
     files, originals, images = None, None, None
     if args.examples:
         files, originals, images = _example_images(args.examples, size,
-                                                   max(args.verify_images, 1), args.resize)
+                                                   max(args.verify_images, 1), resize)
     path = export_saved_model(
         model, args.base_dir, name=args.name, version=args.version, class_names=names,
         warmup=not args.no_warmup, overwrite=args.overwrite, top_k=args.top_k,
-        example_images=files[:8] if files else None, resize=args.resize,
+        example_images=files[:8] if files else None, resize=resize,
         serving_base_path=args.serving_base_path)
     summary.update(command="export", model=str(model_path), name=args.name,
                    version=int(path.name), path=str(path), class_names=names)

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from kerastl.cli.export import image_files, read_images, resolve_class_names
 from kerastl.cli.loading import check_saved_model, load_keras_model
 from kerastl.cli.options import add_max_pixels
+from kerastl.defaults import RESIZE_MODES
 from kerastl.errors import UserInputError, tf_error_cause
 
 if TYPE_CHECKING:  # numpy is imported where used: the parser is built without it
@@ -42,10 +43,13 @@ def add_parser(subparsers) -> None:
                                              "existing file is replaced once every image is "
                                              "predicted)")
     parser.add_argument("--batch-size", type=int, default=32, help="images per batch")
-    parser.add_argument("--labels", help=".keras only: class names file, one per line")
+    parser.add_argument("--labels", help=".keras only: class names file, one per line "
+                                         "(default: the class names the model keeps)")
     parser.add_argument("--class-names", help=".keras only: comma-separated class names")
-    parser.add_argument("--resize", choices=("stretch", "crop", "pad", "random_crop"), default="stretch",
-                        help=".keras only: how images are resized (default: %(default)s)")
+    parser.add_argument("--resize", choices=RESIZE_MODES, default=None,
+                        help=".keras only: how images are resized (default: the resize the "
+                             "model was trained with, which kerastl models keep; stretch "
+                             "for other models)")
     parser.add_argument("--trust-savedmodel", action="store_true",
                         help="SavedModel only: run it even if its serving_default holds ops "
                              "that write or read files, run Python or use the network (a "
@@ -79,13 +83,15 @@ class _KerasPredictor:
         import tensorflow as tf
 
         from kerastl.export.signatures import decode_images, model_image_size
-        from kerastl.models import task_of
+        from kerastl.models import contract_of
 
         self.model = load_keras_model(path)
-        self.task = task_of(self.model)
-        self.class_names = resolve_class_names(path, args.labels, args.class_names)
+        contract = contract_of(self.model)
+        self.task = contract["task"]
+        self.class_names = resolve_class_names(path, args.labels, args.class_names, self.model)
         size = model_image_size(self.model)
-        self._decode = tf.function(lambda d: decode_images(d, size, args.resize),
+        self.resize = args.resize or contract["resize"] or "stretch"
+        self._decode = tf.function(lambda d: decode_images(d, size, self.resize),
                                    autograph=False)
         self._tf = tf
 

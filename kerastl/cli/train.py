@@ -10,7 +10,13 @@ import re
 
 from kerastl.cli.options import add_max_pixels
 from kerastl.cli.summary import add_json_flag, json_summary, scalar_metrics
-from kerastl.defaults import AUGMENT_POLICIES, DEFAULT_SCHEDULE, MAX_IMAGE_SIZE, SCHEDULES
+from kerastl.defaults import (
+    AUGMENT_POLICIES,
+    DEFAULT_SCHEDULE,
+    MAX_IMAGE_SIZE,
+    RESIZE_MODES,
+    SCHEDULES,
+)
 from kerastl.errors import UserInputError
 from kerastl.paths import is_safe_name
 
@@ -69,6 +75,11 @@ def add_parser(subparsers) -> None:
                         "DATA_DIR has no val/ subfolder (default: %(default)s)")
     p.add_argument("--augment", default=None, choices=tuple(AUGMENT_POLICIES),
                    help="augmentation policy of the training images (default: none)")
+    p.add_argument("--resize", default="stretch", choices=RESIZE_MODES,
+                   help="how images are brought to --image-size: stretch (aspect ratio not "
+                        "kept), crop (central square), pad (letterbox) or random_crop "
+                        "(random window in training, central otherwise); the model keeps it, "
+                        "so export and predict resize the same way (default: %(default)s)")
     p.add_argument("--dropout", type=float, default=DEFAULTS["dropout"],
                    help="dropout rate before the classifier head (default: %(default)s)")
     p.add_argument("--optimizer", default="adam",
@@ -188,7 +199,8 @@ def _train(args, summary: dict) -> int:
         strategy = ktl.distribute.get_strategy(args.strategy)
         batch_size = ktl.distribute.global_batch_size(args.batch_size, strategy)
     # Optimiser options fail before any data is read or folder created.
-    from kerastl.training.fine_tune import _OPTIMIZERS, momentum_option
+    from kerastl.training.optimizers import OPTIMIZERS as _OPTIMIZERS
+    from kerastl.training.optimizers import momentum_option
 
     if args.optimizer.lower() in _OPTIMIZERS:  # an unknown name gets its own error later
         momentum_option(args.optimizer.lower(), args.momentum)
@@ -204,7 +216,8 @@ def _train(args, summary: dict) -> int:
     _check_export_and_tensorboard(args)
     splits = ktl.data.image_folder(data_dir, image_size=(size, size), batch_size=batch_size,
                                    validation_split=args.validation_split, seed=args.seed,
-                                   augment=args.augment, deterministic=args.deterministic,
+                                   augment=args.augment, resize=args.resize,
+                                   deterministic=args.deterministic,
                                    max_pixels=args.max_pixels)
     safe_name = re.sub(r"[^A-Za-z0-9_.-]+", "_", spec.name.removeprefix("hub:")).strip("_")
     if not is_safe_name(safe_name):  # e.g. a hub handle "..": never a path out of runs/

@@ -162,4 +162,4 @@ def from_arrays(x, y, *, image_size, batch_size: int = 32, validation_split: flo
                   class_names=class_names, counts=counts, image_size=size,
                   augmented=augmented,
                   label_mode="one_hot" if augment_lib.mixes_labels(augment) else "int",
-                  class_counts=class_counts, augmentation=model_augmentation)
+                  class_counts=class_counts, augmentation=model_augmentation, resize=resize)

@@ -10,10 +10,9 @@ from __future__ import annotations
 import tensorflow as tf
 
 from kerastl.data import header as header_lib
-from kerastl.defaults import MAX_IMAGE_SIZE
+from kerastl.defaults import MAX_IMAGE_SIZE, RESIZE_MODES
 from kerastl.errors import UserInputError
 
-RESIZE_MODES = ("stretch", "crop", "pad", "random_crop")
 # ``random_crop`` decodes to this much more than the target size, caches that,
 # and cuts a fresh random window each epoch (the ImageNet 224-of-256 habit).
 RANDOM_CROP_MARGIN = 1.0 / 0.875

@@ -348,7 +348,7 @@ def _make_splits(files, class_names, skipped, size, batch_size, seed, augment, r
     splits = Splits(train=datasets["train"], val=datasets["val"], test=datasets["test"],
                     class_names=list(class_names), skipped=skipped, counts=counts,
                     image_size=size, augmented=augmented, label_mode=label_mode,
-                    class_counts=class_counts)
+                    class_counts=class_counts, resize=resize)
     if augment_lib.mixes_labels(augment):
         splits.label_mode = "one_hot"
     return splits

@@ -31,6 +31,8 @@ class Splits:
         class_counts: examples per class in ``train`` (index = label).
         augmentation: with ``augment_on="model"``, the ``keras.Sequential`` of
             augmentation layers to put at the start of the model; else None.
+        resize: how the images were resized to ``image_size`` (the source's
+            ``resize``); a model trained on these splits is served the same way.
     """
 
     train: tf.data.Dataset
@@ -44,6 +46,7 @@ class Splits:
     label_mode: str = "int"
     class_counts: list[int] = dataclasses.field(default_factory=list)
     augmentation: Any = None
+    resize: str = "stretch"
 
     def __post_init__(self):
         # Mark the dataset itself, so fine_tune(cache_features="auto") can tell

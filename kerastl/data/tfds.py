@@ -269,5 +269,5 @@ def from_tfds(name, *, image_size, batch_size: int = 32, data_dir: str | None = 
     return Splits(train=datasets["train"], val=datasets["val"], test=datasets["test"],
                   class_names=class_names, counts=counts, image_size=size,
                   augmented=augmented, class_counts=class_counts,
-                  augmentation=model_augmentation,
+                  augmentation=model_augmentation, resize=resize,
                   label_mode="one_hot" if augment_lib.mixes_labels(augment) else "int")

@@ -41,7 +41,7 @@ from kerastl.export.signatures import (
     check_resize,
     model_image_size,
 )
-from kerastl.models import task_of
+from kerastl.models import contract_of, task_of
 from kerastl.paths import NAME_PATTERN, check_name
 
 log = logging.getLogger(__name__)
@@ -190,7 +190,7 @@ def export_saved_model(model: keras.Model, base_dir: str | os.PathLike = "SavedM
                        name: str, version: int | None = None,
                        class_names: Sequence[str] | None = None, warmup: bool = True,
                        overwrite: bool = False, top_k: int = 5, example_images=None,
-                       image_size=None, resize: str = "stretch",
+                       image_size=None, resize: str | None = None,
                        serving_base_path: str | None = "/models",
                        max_pixels: int | None = None) -> Path:
     """Export a model for TF Serving: ``base_dir/name/<version>/``.
@@ -209,7 +209,8 @@ def export_saved_model(model: keras.Model, base_dir: str | os.PathLike = "SavedM
             every model in it.
         name: the model's name (folder and TF Serving model name).
         version: integer version; ``None`` takes the next free integer.
-        class_names: label of each output, in label order.
+        class_names: label of each output, in label order (default: the
+            model's own ``class_names``, for a task model that has them).
         warmup: write ``assets.extra/tf_serving_warmup_requests`` (needs
             ``kerastl[serving]``).
         overwrite: replace an existing ``version`` (atomically) instead of refusing.
@@ -219,8 +220,10 @@ def export_saved_model(model: keras.Model, base_dir: str | os.PathLike = "SavedM
             synthetic images).
         image_size: ``(height, width)`` for models with a dynamic input size.
         resize: the data layer's ``resize`` used in training (``"stretch"``,
-            the default, ``"crop"``, ``"pad"`` or ``"random_crop"``); the
-            bytes signature decodes and resizes exactly the same way.
+            ``"crop"``, ``"pad"`` or ``"random_crop"``); the bytes signature
+            decodes and resizes exactly the same way. Default: what the model
+            says (a task model keeps the resize it was trained with), else
+            ``"stretch"``.
         serving_base_path: where the server sees ``base_dir`` (for models.config).
         max_pixels: most pixels an image sent to ``serving_default`` may declare; a
             larger one (a decompression bomb) is refused from its header, before it is
@@ -245,8 +248,11 @@ def export_saved_model(model: keras.Model, base_dir: str | os.PathLike = "SavedM
         raise UserInputError(f"top_k must be a positive int. Received: top_k={top_k!r}")
     version = _check_version(version)
     size = model_image_size(model, image_size)
-    check_resize(resize)
+    contract = contract_of(model)
+    resize = check_resize(resize or contract["resize"] or "stretch")
     task = task_of(model)
+    if class_names is None and task != "regression":
+        class_names = contract["class_names"]
     num_outputs = int(model.output_shape[-1])
     names = _check_class_names(class_names, task, num_outputs)
     max_pixels = header.resolve_max_pixels(max_pixels)

@@ -59,12 +59,7 @@ def model_image_size(model: keras.Model, image_size=None) -> tuple[int, int]:
     return int(shape[1]), int(shape[2])
 
 
-def check_resize(resize: str) -> str:
-    if resize not in RESIZE_MODES:
-        raise UserInputError(
-            f"resize must be one of {', '.join(RESIZE_MODES)}. Received: resize={resize!r}"
-        )
-    return resize
+check_resize = decode.check_resize_mode
 
 
 def _decode_like_training(data: tf.Tensor, size: tuple[int, int], resize: str) -> tf.Tensor:

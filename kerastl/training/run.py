@@ -129,6 +129,7 @@ def train_and_report(splits, *, backbone: str, output: str | os.PathLike | None,
         model = build_classifier(
             build_backbone(backbone, weights=weights, image_size=splits.image_size),
             len(splits.class_names), dropout=dropout, hidden_units=tuple(hidden_units),
+            class_names=splits.class_names, resize=splits.resize,
         )
     found = None
     if lr_find:

@@ -261,7 +261,8 @@ def _fold(estimator, classes: np.ndarray, num_classes: int, dim: int):
 
 
 def linear_head_model(backbone: keras.Model, head: LinearHead, *,
-                      name: str | None = None) -> keras.Model:
+                      name: str | None = None, class_names=None,
+                      resize: str = "stretch") -> keras.Model:
     """One Keras classifier: ``image -> backbone -> Dense "predictions"`` from ``head``.
 
     The model has the layout of :func:`kerastl.build_classifier` (input
@@ -274,6 +275,11 @@ def linear_head_model(backbone: keras.Model, head: LinearHead, *,
             ``build_backbone``, or a model containing one).
         head: from :func:`fit_linear_head` on that backbone's features.
         name: model name; default ``"<backbone>_linear"``.
+        class_names, resize: the model's contract (see :class:`kerastl.ImageClassifier`).
+
+    Returns:
+        An :class:`kerastl.ImageClassifier` without dropout whose
+        ``"predictions"`` layer holds the head's weights.
 
     Raises:
         ValueError: the backbone's feature size differs from the head's.
@@ -287,6 +293,10 @@ def linear_head_model(backbone: keras.Model, head: LinearHead, *,
             f"The head was fitted on {head.weights.shape[0]}-D features but backbone "
             f"'{backbone.name}' outputs {dim}-D features; fit it on this backbone's features."
         )
-    inputs = keras.Input(backbone.input_shape[1:], name="image")
-    outputs = head.to_keras()(backbone(inputs))
-    return keras.Model(inputs, outputs, name=name or f"{backbone.name}_linear")
+    from kerastl.models import ImageClassifier
+
+    model = ImageClassifier(backbone, head.num_classes, dropout=0.0,
+                            name=name or f"{backbone.name}_linear", class_names=class_names,
+                            resize=resize)
+    model.get_layer("predictions").set_weights(head.to_keras().get_weights())
+    return model

@@ -107,7 +107,8 @@ def feature_extraction_and_report(splits, *, backbone: str, output: str | os.Pat
     head = fit_linear_head(features, labels, kind=kind, C=C, class_weight=class_weight,
                            num_classes=len(splits.class_names))
     timings["fit_linear_head"] = time.perf_counter() - t0
-    model = linear_head_model(net, head)  # not compiled: nothing was trained by Keras
+    # not compiled: nothing was trained by Keras
+    model = linear_head_model(net, head, class_names=splits.class_names, resize=splits.resize)
     report = {
         "mode": "feature-extraction",
         "backbone": backbone,

@@ -196,8 +196,10 @@ def test_evaluate_json(trained):
     status, summary, _ = _json_run(["evaluate", model, str(trained.data), "--output",
                                     str(output), "--json"])
     assert status == 0
-    assert summary["command"] == "evaluate" and summary["split"] == "all"
-    assert summary["metrics"]["examples"] == 16
+    # the run's own data: its own validation split, the same figures as training's
+    assert summary["command"] == "evaluate" and summary["split"] == "val"
+    assert summary["metrics"]["examples"] == 4
+    assert summary["metrics"]["accuracy"] == trained.summary["metrics"]["val"]["accuracy"]
     assert summary["output"] == str(output)
     assert json.loads((output / "report.json").read_text())["metrics"]["accuracy"] == (
         summary["metrics"]["accuracy"])
