@@ -198,7 +198,9 @@ def remove_auto_caches() -> None:
     """
     global _auto_dir
     path, _auto_dir = _auto_dir, None
-    if path is not None:
+    # A forked child inherits the name but not the folder: only its maker removes it.
+    if path is not None and os.path.basename(path).startswith(
+            f"{_AUTO_DIR_PREFIX}{os.getpid()}-"):
         shutil.rmtree(path, ignore_errors=True)
 
 

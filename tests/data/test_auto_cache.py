@@ -128,3 +128,14 @@ def test_shuffle_buffer_is_bounded_in_images_and_bytes():
     # 224 px: 150,528 bytes an image, 128 MiB / 150,528 = 891 images
     assert pipeline.shuffle_buffer(10_000, (224, 224), "stretch") == 891
     assert pipeline.shuffle_buffer(0, (224, 224), "stretch") == 1
+
+
+def test_a_forked_child_leaves_its_parents_folder_alone(own_tmp, monkeypatch):
+    parent = own_tmp / f"kerastl-cache-{os.getpid() + 1}-abc"  # made by another process
+    (parent / "train-x").mkdir(parents=True)
+    monkeypatch.setattr(pipeline, "_auto_dir", str(parent))
+    pipeline.remove_auto_caches()
+    assert pipeline._auto_dir is None and os.listdir(parent) == ["train-x"]
+    mine = pipeline.auto_cache_dir()
+    pipeline.remove_auto_caches()
+    assert not os.path.exists(mine)
