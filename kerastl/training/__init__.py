@@ -8,7 +8,7 @@ from kerastl.training.discriminative import (
 from kerastl.training.fine_tune import FineTuneResult, fine_tune, make_optimizer
 from kerastl.training.gradual import GradualUnfreezing, prebuild_optimizer
 from kerastl.training.lr_finder import LRFindResult, lr_find
-from kerastl.training.schedules import OneCycle, WarmupCosine, make_schedule
+from kerastl.training.schedules import OneCycle, WarmupCosine, make_schedule, warmup_cosine
 
 __all__ = [
     "FineTuneResult",
@@ -24,4 +24,5 @@ __all__ = [
     "make_optimizer",
     "make_schedule",
     "prebuild_optimizer",
+    "warmup_cosine",
 ]

@@ -1,7 +1,8 @@
 """Learning-rate schedules: one-cycle, cosine with warmup, constant.
 
-Each is a ``keras.optimizers.schedules.LearningRateSchedule`` (serialisable,
-registered under the ``kerastl`` package), usable anywhere Keras takes a
+Each is a ``keras.optimizers.schedules.LearningRateSchedule`` (serialisable:
+cosine is Keras's own ``CosineDecay``, one-cycle is registered under the
+``kerastl`` package), usable anywhere Keras takes a
 ``learning_rate=``. Steps count optimizer updates, not epochs:
 ``total_steps = epochs * steps_per_epoch``.
 
@@ -82,9 +83,63 @@ class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
                 "final_div_factor": self.final_div_factor}
 
 
+def _check_steps(total_steps, warmup_steps) -> None:
+    if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 1:
+        raise UserInputError(f"total_steps must be an int >= 1. Received: {total_steps!r}")
+    if (isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int)
+            or not 0 <= warmup_steps < total_steps):
+        raise UserInputError(
+            f"warmup_steps must be an int in [0, total_steps={total_steps}). "
+            f"Received: {warmup_steps!r}")
+
+
+def _cosine_decay_args(base_lr: float, total_steps: int, warmup_steps: int,
+                       min_ratio: float) -> dict:
+    """``CosineDecay`` arguments for: linear warm-up from ``base_lr / (warmup_steps + 1)``
+    at step 0 to ``base_lr`` at ``warmup_steps``, then cosine decay to ``base_lr * min_ratio``
+    at ``total_steps``."""
+    if not warmup_steps:
+        return {"initial_learning_rate": base_lr, "decay_steps": total_steps,
+                "alpha": min_ratio}
+    return {"initial_learning_rate": base_lr / (warmup_steps + 1),
+            "decay_steps": total_steps - warmup_steps, "alpha": min_ratio,
+            "warmup_target": base_lr, "warmup_steps": warmup_steps}
+
+
+def warmup_cosine(base_lr: float, total_steps: int, warmup_steps: int = 0,
+                  min_ratio: float = 0.0) -> keras.optimizers.schedules.CosineDecay:
+    """Linear warm-up to ``base_lr``, then cosine decay to ``base_lr * min_ratio``.
+
+    Keras's own ``CosineDecay`` (with ``warmup_target``/``warmup_steps``), so a saved
+    model's optimizer needs nothing from kerastl to load. The rate at step ``s`` is
+    ``base_lr * (s + 1) / (warmup_steps + 1)`` during the warm-up, then
+    ``low + (base_lr - low) * (1 + cos(pi * p)) / 2`` with ``low = base_lr * min_ratio``
+    and ``p = (s - warmup_steps) / (total_steps - warmup_steps)`` clipped to [0, 1].
+
+    Args:
+        base_lr: rate reached at the end of the warm-up.
+        total_steps: optimizer steps in all (warm-up included).
+        warmup_steps: steps of linear warm-up (0: none).
+        min_ratio: final rate as a fraction of ``base_lr``.
+
+    Raises:
+        ValueError: a bad rate, step count or ratio.
+    """
+    base_lr = _check_positive("base_lr", base_lr)
+    _check_steps(total_steps, warmup_steps)
+    min_ratio = _check_fraction("min_ratio", min_ratio)
+    return keras.optimizers.schedules.CosineDecay(
+        **_cosine_decay_args(base_lr, total_steps, warmup_steps, min_ratio))
+
+
 @keras.saving.register_keras_serializable(package="kerastl")
-class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
-    """Linear warm-up from ~0 to ``base_lr``, then cosine decay to ``base_lr * min_ratio``.
+class WarmupCosine(keras.optimizers.schedules.CosineDecay):
+    """:func:`warmup_cosine` under its former class name and arguments.
+
+    Kept so code that builds ``WarmupCosine(...)`` and ``.keras`` files saved before
+    ``make_schedule("cosine")`` returned Keras's ``CosineDecay`` (they name
+    ``kerastl>WarmupCosine`` with ``base_lr``/``total_steps``/``warmup_steps``/
+    ``min_ratio``) keep working. The rates are Keras's ``CosineDecay``'s.
 
     Args:
         base_lr: rate reached at the end of the warm-up.
@@ -95,28 +150,13 @@ class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
 
     def __init__(self, base_lr: float, total_steps: int, warmup_steps: int = 0,
                  min_ratio: float = 0.0):
-        self.base_lr = _check_positive("base_lr", base_lr)
-        if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 1:
-            raise UserInputError(f"total_steps must be an int >= 1. Received: {total_steps!r}")
-        if (isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int)
-                or not 0 <= warmup_steps < total_steps):
-            raise UserInputError(
-                f"warmup_steps must be an int in [0, total_steps={total_steps}). "
-                f"Received: {warmup_steps!r}")
+        base_lr = _check_positive("base_lr", base_lr)
+        _check_steps(total_steps, warmup_steps)
+        min_ratio = _check_fraction("min_ratio", min_ratio)
+        super().__init__(**_cosine_decay_args(base_lr, total_steps, warmup_steps, min_ratio))
+        self.base_lr = base_lr
         self.total_steps = total_steps
-        self.warmup_steps = warmup_steps
-        self.min_ratio = _check_fraction("min_ratio", min_ratio)
-
-    def __call__(self, step):
-        step = ops.cast(step, "float32")
-        low = self.base_lr * self.min_ratio
-        progress = ops.clip((step - self.warmup_steps) / (self.total_steps - self.warmup_steps),
-                            0.0, 1.0)
-        cosine = low + (self.base_lr - low) * (1 + ops.cos(math.pi * progress)) / 2
-        if not self.warmup_steps:
-            return cosine
-        warm = self.base_lr * (step + 1) / (self.warmup_steps + 1)
-        return ops.where(step < self.warmup_steps, warm, cosine)
+        self.min_ratio = min_ratio
 
     def get_config(self):
         return {"base_lr": self.base_lr, "total_steps": self.total_steps,
@@ -135,7 +175,8 @@ def make_schedule(name: str, learning_rate: float, *, total_steps: int | None = 
             cosine warm-up).
 
     Returns:
-        A float (constant) or a ``LearningRateSchedule``.
+        A float (constant), a :class:`OneCycle`, or (cosine) Keras's ``CosineDecay``
+        with warm-up (see :func:`warmup_cosine`).
 
     Raises:
         ValueError: unknown name, or a bad rate / step count.
@@ -152,7 +193,7 @@ def make_schedule(name: str, learning_rate: float, *, total_steps: int | None = 
     warmup = _check_fraction("warmup", warmup)
     if key == "onecycle":
         return OneCycle(learning_rate, total_steps, pct_start=warmup)
-    return WarmupCosine(learning_rate, total_steps, warmup_steps=int(warmup * total_steps))
+    return warmup_cosine(learning_rate, total_steps, warmup_steps=int(warmup * total_steps))
 
 
 def current_rate(optimizer) -> float:

@@ -190,7 +190,7 @@ def test_l2_penalises_the_head_kernels_only():
 
 
 def test_default_schedule_is_cosine_with_warmup_in_each_phase():
-    from kerastl.training.schedules import DEFAULT_SCHEDULE, WarmupCosine
+    from kerastl.training.schedules import DEFAULT_SCHEDULE
 
     assert DEFAULT_SCHEDULE == "cosine"
     train, _, _ = _data()  # 3 batches an epoch
@@ -205,7 +205,7 @@ def test_default_schedule_is_cosine_with_warmup_in_each_phase():
     result = ktl.fine_tune(model, train, head_epochs=2, epochs=2, verbose=0, patience=None,
                            cache_features=False, callbacks=[Rates()])
     rates = [r for r, _ in seen]
-    assert all(kind is WarmupCosine for _, kind in seen)
+    assert all(kind is keras.optimizers.schedules.CosineDecay for _, kind in seen)
     phase1, phase2 = rates[:6], rates[6:]
     assert len(phase2) == 6
     # each phase: up to its own rate (1e-3, then 1e-4), then down
