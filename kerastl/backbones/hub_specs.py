@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kerastl.backbones.registry import BackboneSpec
+from kerastl.backbones.spec import BackboneSpec
 from kerastl.errors import UserInputError, WeightsUnavailableError
 
 #: Most groups a Hub backbone is split into.

@@ -5,15 +5,18 @@ from kerastl.training.discriminative import (
     exclude_norm_and_bias,
     layerwise_multipliers,
 )
-from kerastl.training.fine_tune import FineTuneResult, fine_tune, make_optimizer
+from kerastl.training.fine_tune import fine_tune
 from kerastl.training.gradual import GradualUnfreezing, prebuild_optimizer
 from kerastl.training.lr_finder import LRFindResult, lr_find
+from kerastl.training.optimizers import OPTIMIZERS, make_optimizer
+from kerastl.training.result import FineTuneResult
 from kerastl.training.schedules import OneCycle, WarmupCosine, make_schedule, warmup_cosine
 
 __all__ = [
     "FineTuneResult",
     "GradualUnfreezing",
     "LRFindResult",
+    "OPTIMIZERS",
     "OneCycle",
     "WarmupCosine",
     "discriminative_optimizer",

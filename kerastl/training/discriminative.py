@@ -26,6 +26,7 @@ import keras
 
 from kerastl.errors import UserInputError
 from kerastl.freezing import backbone_units, find_backbone
+from kerastl.training.optimizers import momentum_option
 
 # Key of the layers outside the backbone (the classification head). Not "head":
 # some backbones (MobileNetV2) call their own top group "head".
@@ -231,8 +232,6 @@ def discriminative_optimizer(model: keras.Model, optimizer: str = "adam",
     options = dict(kwargs, learning_rate=learning_rate,
                    lr_multipliers=layerwise_multipliers(model, decay, multipliers=multipliers))
     if "momentum" not in kwargs:
-        from kerastl.training.fine_tune import momentum_option
-
         options.update(momentum_option(key, momentum))
     if key == "adamw":
         options["weight_decay"] = 1e-4 if weight_decay is None else weight_decay

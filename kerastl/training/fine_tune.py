@@ -9,7 +9,6 @@ validation epoch across both phases.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import sys
@@ -20,128 +19,17 @@ import tensorflow as tf
 from kerastl import distribute
 from kerastl.errors import UserInputError
 from kerastl.freezing import find_backbone
-from kerastl.models import task_of
+from kerastl.training.optimizers import OPTIMIZERS as _OPTIMIZERS  # noqa: F401  (former name)
+from kerastl.training.optimizers import (
+    default_loss_and_metrics,  # noqa: F401  (still importable from here)
+    make_optimizer,
+    momentum_option,
+)
+from kerastl.training.phases import TwoPhases, fresh_metrics
+from kerastl.training.result import FineTuneResult
+from kerastl.training.schedules import make_schedule
 
 log = logging.getLogger(__name__)
-
-_OPTIMIZERS = {
-    "adam": keras.optimizers.Adam,
-    "adamw": keras.optimizers.AdamW,
-    "sgd": keras.optimizers.SGD,
-    "rmsprop": keras.optimizers.RMSprop,
-    "adagrad": keras.optimizers.Adagrad,
-}
-
-
-@dataclasses.dataclass
-class FineTuneResult:
-    """What :func:`fine_tune` returns.
-
-    Attributes:
-        model: the trained model, holding the weights of the best epoch.
-        history: merged per-epoch history, ``{metric: [values]}`` with
-            ``"epoch"`` and ``"phase"`` (1 = head, 2 = fine-tuning) columns.
-        best_val_metrics: metrics of the best epoch (lowest ``val_loss``, or
-            ``loss`` without validation data), with its ``epoch`` and ``phase``.
-        timings: seconds spent per phase and on feature extraction.
-        cached_features: whether phase 1 trained on cached backbone features.
-        resumed_from: the checkpoint folder this run resumed from, or None.
-    """
-
-    model: keras.Model
-    history: dict[str, list]
-    best_val_metrics: dict[str, float]
-    timings: dict[str, float]
-    cached_features: bool = False
-    resumed_from: str | None = None
-
-    def history_rows(self) -> list[dict]:
-        """The history as one dict per epoch."""
-        n = len(self.history.get("epoch", []))
-        return [{k: v[i] for k, v in self.history.items() if i < len(v)} for i in range(n)]
-
-
-def make_optimizer(name: str, learning_rate: float, *, momentum: float | None = None,
-                   weight_decay: float | None = None) -> keras.optimizers.Optimizer:
-    """Build a Keras optimizer by name (``adam``, ``adamw``, ``sgd``, ``rmsprop``, ``adagrad``).
-
-    Args:
-        name: the optimizer's name (or a Keras optimizer, returned as it is).
-        learning_rate: a float or a ``LearningRateSchedule``.
-        momentum: for ``sgd`` (default 0.9) and ``rmsprop`` (default 0.0);
-            refused for the others (Adam's is ``beta_1``).
-        weight_decay: decoupled weight decay (``adamw`` default 1e-4).
-
-    Raises:
-        ValueError: unknown name, or a momentum the optimizer has no use for.
-    """
-    if isinstance(name, keras.optimizers.Optimizer):
-        return name
-    key = str(name).lower()
-    if key not in _OPTIMIZERS:
-        raise UserInputError(
-            f"Unknown optimizer '{name}'. Known: {', '.join(_OPTIMIZERS)}. Received: {name!r}"
-        )
-    kwargs = {"learning_rate": learning_rate}
-    kwargs.update(momentum_option(key, momentum))
-    if key == "adamw":
-        kwargs["weight_decay"] = 1e-4 if weight_decay is None else weight_decay
-    elif weight_decay:
-        kwargs["weight_decay"] = weight_decay
-    return _OPTIMIZERS[key](**kwargs)
-
-
-def momentum_option(key: str, momentum: float | None) -> dict:
-    """``{"momentum": ...}`` for SGD (default 0.9) and RMSprop, ``{}`` otherwise.
-
-    Raises:
-        ValueError: a momentum outside [0, 1), or one given to an optimizer
-            without a momentum argument.
-    """
-    if momentum is not None and (isinstance(momentum, bool)
-                                 or not isinstance(momentum, (int, float))
-                                 or not 0.0 <= momentum < 1.0):
-        raise UserInputError(f"momentum must be a number in [0, 1). Received: {momentum!r}")
-    if key == "sgd":
-        return {"momentum": 0.9 if momentum is None else float(momentum)}
-    if key == "rmsprop":
-        return {} if momentum is None else {"momentum": float(momentum)}
-    if momentum is not None:
-        raise UserInputError(
-            f"momentum applies to the 'sgd' and 'rmsprop' optimizers, not '{key}' "
-            "(Adam-style optimizers keep their own beta_1). Received: "
-            f"optimizer={key!r}, momentum={momentum!r}")
-    return {}
-
-
-def _label_rank(dataset) -> int:
-    spec = dataset.element_spec
-    if not isinstance(spec, tuple) or len(spec) < 2:
-        raise UserInputError(
-            "Datasets must yield (images, labels) batches, e.g. from ktl.data.image_folder. "
-            f"Received element_spec={spec}"
-        )
-    return len(spec[1].shape)
-
-
-def default_loss_and_metrics(model, train, label_smoothing: float = 0.0):
-    """Loss and metrics that match the model's head and the label format."""
-    task = task_of(model)
-    if task == "regression":
-        return keras.losses.MeanSquaredError(), ["mae"]
-    if task == "multilabel":
-        return (keras.losses.BinaryCrossentropy(label_smoothing=label_smoothing),
-                [keras.metrics.BinaryAccuracy(name="accuracy")])
-    if _label_rank(train) >= 2:  # one-hot / soft labels (MixUp, CutMix)
-        return (keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing),
-                [keras.metrics.CategoricalAccuracy(name="accuracy")])
-    if label_smoothing:
-        raise UserInputError(
-            "label_smoothing needs one-hot labels; integer labels were given. Use "
-            "one-hot labels (e.g. augment with MixUp) or label_smoothing=0."
-        )
-    return (keras.losses.SparseCategoricalCrossentropy(),
-            [keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
 
 
 def _resolve_verbose(verbose):
@@ -289,8 +177,6 @@ def fine_tune(model: keras.Model, train: tf.data.Dataset, val: tf.data.Dataset |
                    **_schedule_options(schedule, warmup, layerwise_lr_decay,
                                        gradual_unfreeze_every, unfreeze or {}, backup_dir,
                                        training_loop))
-    from kerastl.training.phases import TwoPhases, fresh_metrics  # imports this module
-
     with distribute.precision(policy):
         work = model
         if policy or (strategy is not None and not distribute.variables_in_scope(model, strategy)):
@@ -312,8 +198,6 @@ def fine_tune(model: keras.Model, train: tf.data.Dataset, val: tf.data.Dataset |
 
 def _schedule_options(schedule, warmup, decay, every, unfreeze, backup_dir, loop) -> dict:
     """Check the schedule / per-group rate / gradual-unfreezing options of ``fine_tune``."""
-    from kerastl.training.schedules import make_schedule
-
     make_schedule(schedule, 1.0, total_steps=10, warmup=warmup)  # validates name and warmup
     if decay is not None:
         if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0 < decay <= 1:

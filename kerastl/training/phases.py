@@ -30,11 +30,12 @@ from kerastl.training.checkpoint import (
     pause_point,
     restore_optimizer,
 )
-from kerastl.training.fine_tune import (
-    FineTuneResult,
-    default_loss_and_metrics,
-    make_optimizer,
-)
+from kerastl.training.discriminative import discriminative_optimizer
+from kerastl.training.distributed import StrategyTrainer
+from kerastl.training.gradual import GradualUnfreezing
+from kerastl.training.optimizers import default_loss_and_metrics, make_optimizer
+from kerastl.training.result import FineTuneResult
+from kerastl.training.schedules import make_schedule
 
 log = logging.getLogger(__name__)
 
@@ -248,8 +249,6 @@ class TwoPhases:
                                                    initial=early_stopping_state)
             cbs.append(self.stopper)
         if phase == 2 and self.o.get("gradual_unfreeze_every"):
-            from kerastl.training.gradual import GradualUnfreezing
-
             unfreeze = self.o["unfreeze"]
             cbs.insert(0, GradualUnfreezing(self.o["gradual_unfreeze_every"],
                                             max_groups=unfreeze.get("groups"),
@@ -271,14 +270,10 @@ class TwoPhases:
         o = self.o
         epochs = {1: o["head_epochs"], 2: o["epochs"]}.get(phase, 0)
         if phase and epochs and o.get("schedule", "constant") != "constant":
-            from kerastl.training.schedules import make_schedule
-
             steps = _steps_per_epoch(train if train is not None else self.train)
             learning_rate = make_schedule(o["schedule"], learning_rate,
                                           total_steps=max(1, epochs * steps), warmup=o["warmup"])
         if phase == 2 and o.get("layerwise_lr_decay") is not None:
-            from kerastl.training.discriminative import discriminative_optimizer
-
             return discriminative_optimizer(target, o["optimizer"], learning_rate,
                                             decay=o["layerwise_lr_decay"],
                                             weight_decay=o["weight_decay"],
@@ -295,8 +290,6 @@ class TwoPhases:
     def fit(self, target, train, val, initial_epoch, epochs, callbacks):
         self._replay_order(train)
         if self.o["loop"] == "custom":
-            from kerastl.training.distributed import StrategyTrainer
-
             StrategyTrainer(target, self.strategy, loss=self.loss, metrics=self.metrics,
                             class_weight=self.o["class_weight"],
                             jit_compile=self.o["jit_compile"]).fit(
