@@ -40,9 +40,11 @@ from kerastl.errors import (
 if TYPE_CHECKING:
     from kerastl import data, distribute, export, tuning
     from kerastl.backbones import BackboneSpec, backbone_spec, build_backbone, list_backbones
+    from kerastl.config import FineTuneConfig
     from kerastl.export import export_saved_model
     from kerastl.freezing import freeze, layer_groups, trainable_report, unfreeze
-    from kerastl.models import build_classifier, build_regressor
+    from kerastl.models import ImageClassifier, ImageRegressor, build_classifier, build_regressor
+    from kerastl.runs import Run, evaluate, load_run, predict, train
     from kerastl.training import FineTuneResult, fine_tune, lr_find
     from kerastl.transfer import (
         adapt_batchnorm,
@@ -58,7 +60,10 @@ _NAMES = {
     "kerastl.backbones": ("BackboneSpec", "backbone_spec", "build_backbone", "list_backbones"),
     "kerastl.export": ("export_saved_model",),
     "kerastl.freezing": ("freeze", "layer_groups", "trainable_report", "unfreeze"),
-    "kerastl.models": ("build_classifier", "build_regressor"),
+    "kerastl.models": ("ImageClassifier", "ImageRegressor", "build_classifier",
+                       "build_regressor"),
+    "kerastl.config": ("FineTuneConfig",),
+    "kerastl.runs": ("Run", "evaluate", "load_run", "predict", "train"),
     "kerastl.training": ("FineTuneResult", "fine_tune", "lr_find"),
     "kerastl.transfer": ("adapt_batchnorm", "cross_validate", "extract_features",
                          "fit_linear_head"),
@@ -68,9 +73,13 @@ _MODULE_OF = {name: module for module, names in _NAMES.items() for name in names
 __all__ = [
     "BackboneSpec",
     "DataError",
+    "FineTuneConfig",
     "FineTuneResult",
+    "ImageClassifier",
+    "ImageRegressor",
     "KerastlError",
     "MissingExtraError",
+    "Run",
     "UnsafeWeightsError",
     "UserInputError",
     "WeightsUnavailableError",
@@ -82,6 +91,7 @@ __all__ = [
     "cross_validate",
     "data",
     "distribute",
+    "evaluate",
     "export",
     "export_saved_model",
     "extract_features",
@@ -90,7 +100,10 @@ __all__ = [
     "freeze",
     "layer_groups",
     "list_backbones",
+    "load_run",
     "lr_find",
+    "predict",
+    "train",
     "trainable_report",
     "tuning",
     "unfreeze",

@@ -75,20 +75,33 @@ def _check_class_names(class_names, num_outputs: int) -> tuple[str, ...] | None:
     return names
 
 
-def _head(backbone: keras.Model, inputs, dropout: float, hidden_units, augmentation):
+def _head(backbone: keras.Model, inputs, dropout: float, hidden_units, augmentation, make):
     if not 0 <= dropout < 1:
         raise UserInputError(f"dropout must be in [0, 1). Received: dropout={dropout!r}")
     x = inputs if augmentation is None else augmentation(inputs)
     x = backbone(x)
     if len(x.shape) == 4:
-        x = keras.layers.GlobalAveragePooling2D(name="head_pool")(x)
+        x = make(keras.layers.GlobalAveragePooling2D, name="head_pool")(x)
     for i, units in enumerate(hidden_units):
         if dropout:
-            x = keras.layers.Dropout(dropout, name=f"head_dropout_{i}")(x)
-        x = keras.layers.Dense(units, activation="relu", name=f"head_dense_{i}")(x)
+            x = make(keras.layers.Dropout, dropout, name=f"head_dropout_{i}")(x)
+        x = make(keras.layers.Dense, units, activation="relu", name=f"head_dense_{i}")(x)
     if dropout:
-        x = keras.layers.Dropout(dropout, name="head_dropout")(x)
+        x = make(keras.layers.Dropout, dropout, name="head_dropout")(x)
     return x
+
+
+def _layer_maker(saved: list | None):
+    """Build head layers, or rebuild them from their saved configs (which keep what was
+    changed after building, e.g. the L2 regulariser ``fine_tune(l2=...)`` adds)."""
+    by_name = {c["config"]["name"]: c for c in saved or ()}
+
+    def make(cls, *args, name, **kwargs):
+        if name in by_name:
+            return keras.saving.deserialize_keras_object(by_name[name])
+        return cls(*args, name=name, **kwargs)
+
+    return make
 
 
 class ImageTask(keras.Model):
@@ -109,17 +122,18 @@ class ImageTask(keras.Model):
 
     def __init__(self, backbone, num_outputs: int, *, activation=None, dropout=0.2,
                  hidden_units=(), class_names=None, resize="stretch", image_size=None,
-                 augmentation=None, name=None, **kwargs):
+                 augmentation=None, name=None, head_layers=None, **kwargs):
         backbone = _resolve_backbone(backbone)
         hidden = _check_hidden(hidden_units)
+        make = _layer_maker(head_layers)
         shape = tuple(backbone.input_shape[1:])
         if image_size is not None and len(shape) == 3 and None in shape[:2]:
             size = (image_size, image_size) if isinstance(image_size, int) else image_size
             shape = (int(size[0]), int(size[1]), shape[2])
         inputs = keras.Input(shape, name="image")
-        x = _head(backbone, inputs, float(dropout), hidden, augmentation)
-        outputs = keras.layers.Dense(num_outputs, activation=activation, dtype="float32",
-                                     name="predictions")(x)
+        x = _head(backbone, inputs, float(dropout), hidden, augmentation, make)
+        outputs = make(keras.layers.Dense, num_outputs, activation=activation, dtype="float32",
+                       name="predictions")(x)
         super().__init__(inputs=inputs, outputs=outputs,
                          name=name or f"{backbone.name}_{self._suffix}", **kwargs)
         self.backbone = backbone
@@ -185,6 +199,8 @@ class ImageTask(keras.Model):
             "image_size": list(self.image_size),
             "augmentation": (None if self.augmentation is None
                              else keras.saving.serialize_keras_object(self.augmentation)),
+            "head_layers": [keras.saving.serialize_keras_object(layer) for layer in self.layers
+                            if layer.name.startswith("head_") or layer.name == "predictions"],
             "name": self.name,
             "trainable": self.trainable,
         }

@@ -42,18 +42,6 @@ def add_parser(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def _training_report(model_path: pathlib.Path) -> dict:
-    """The report.json kerastl train wrote beside the model, or ``{}``."""
-    report = model_path.parent / "report.json"
-    if not report.is_file():
-        return {}
-    try:
-        data = json.loads(report.read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) and isinstance(data.get("config"), dict) else {}
-
-
 def _model_path(model: str) -> pathlib.Path:
     path = pathlib.Path(model)
     if path.is_dir():
@@ -65,27 +53,6 @@ def _model_path(model: str) -> pathlib.Path:
                              "a run folder written by kerastl train or a .keras model file "
                              "(kerastl predict takes a SavedModel).")
     return path
-
-
-def _same_folder(a, b) -> bool:
-    try:
-        return pathlib.Path(a).resolve() == pathlib.Path(b).resolve()
-    except (OSError, RuntimeError):
-        return False
-
-
-def _split_options(data_dir: pathlib.Path, requested: str, run_config: dict):
-    """``(split, validation_split, seed)``: the run's own split on the run's own data."""
-    own_data = bool(run_config) and _same_folder(data_dir, run_config.get("data_dir", ""))
-    fraction = float(run_config.get("validation_split", 0.2)) if own_data else 0.2
-    seed = int(run_config.get("seed", 1337)) if own_data else 1337
-    has_test = (data_dir / "test").is_dir()
-    split = requested
-    if split == "auto":
-        split = "test" if has_test else ("val" if own_data and fraction > 0 else "all")
-    if split == "test" and not has_test:
-        raise UserInputError(f"--split test: {data_dir} has no test/ subfolder")
-    return split, (0.0 if split == "all" else fraction), seed
 
 
 def _is_evaluation_report(path: pathlib.Path) -> bool:
@@ -124,57 +91,27 @@ def run(args) -> int:
 def _evaluate(args, summary: dict) -> int:
     from kerastl.data.header import resolve_max_pixels
 
-    model_path = _model_path(args.model)
-    run_report = _training_report(model_path)
-    run_config = run_report.get("config", {})
-    if args.data_dir is None and not run_config.get("data_dir"):
-        raise UserInputError(f"Give DATA_DIR: {model_path} has no training report.json beside "
-                             "it saying which data it was trained on.")
-    data_dir = pathlib.Path(args.data_dir or run_config["data_dir"])
-    if not data_dir.is_dir():
-        raise UserInputError(f"DATA_DIR {data_dir} does not exist or is not a folder")
     if args.batch_size < 1:
         raise UserInputError(f"--batch-size must be >= 1. Received: {args.batch_size}")
     if args.errors < 0:
         raise UserInputError(f"--errors must be >= 0. Received: {args.errors}")
     resolve_max_pixels(args.max_pixels)
+    model_path = _model_path(args.model)
+    if args.data_dir is not None and not pathlib.Path(args.data_dir).is_dir():
+        raise UserInputError(f"DATA_DIR {args.data_dir} does not exist or is not a folder")
     output = pathlib.Path(args.output) if args.output else model_path.parent / "evaluation"
     _check_output(output)
-    from kerastl.cli.loading import load_keras_model
-
-    model = load_keras_model(model_path)
     import kerastl as ktl
-    from kerastl.export.signatures import model_image_size
-    from kerastl.models import contract_of
-    from kerastl.reports.evaluate import evaluate_classifier
 
-    size = model_image_size(model)
-    contract = contract_of(model)
-    split, fraction, seed = _split_options(data_dir, args.split, run_config)
-    splits = ktl.data.image_folder(
-        data_dir, image_size=size, batch_size=args.batch_size, validation_split=fraction,
-        seed=seed, shuffle=False, augment=None,
-        resize=contract["resize"] or run_config.get("resize") or "stretch",
-        max_pixels=args.max_pixels if args.max_pixels is not None
-        else run_config.get("max_pixels"))
-    dataset = {"all": splits.train, "test": splits.test, "val": splits.val}[split]
-    if dataset is None:
-        raise UserInputError(f"--split {split}: {data_dir} has no such split")
-    expected = contract["class_names"] or run_report.get("class_names")
-    if expected is not None and list(expected) != list(splits.class_names):
-        raise UserInputError(
-            f"The model was trained on classes {expected} but {data_dir} has "
-            f"{splits.class_names}; evaluate on a folder with the same class subfolders.")
-    report = evaluate_classifier(
-        model, dataset, splits.class_names, output=output, split=split, errors=args.errors,
-        extra={"model": str(model_path), "data_dir": str(data_dir),
-               "skipped_files": [list(s) for s in splits.skipped]})
+    report = ktl.evaluate(model_path, args.data_dir, split=args.split,
+                          batch_size=args.batch_size, output=output, errors=args.errors,
+                          max_pixels=args.max_pixels, extra={"model": str(model_path)})
     m = report["metrics"]
-    print(f"{split} accuracy: {m['accuracy']:.4f} on {m['examples']} images "
+    print(f"{report['split']} accuracy: {m['accuracy']:.4f} on {m['examples']} images "
           f"(macro F1 {m['macro_f1']:.4f})")
     for key, path in report["files"].items():
         print(f"  {key:<17}{path}")
-    summary.update(command="evaluate", model=str(model_path), data_dir=str(data_dir),
-                   split=split, output=str(output), metrics=scalar_metrics(m),
-                   files=report["files"], skipped_files=len(splits.skipped))
+    summary.update(command="evaluate", model=str(model_path), data_dir=report["data_dir"],
+                   split=report["split"], output=str(output), metrics=scalar_metrics(m),
+                   files=report["files"], skipped_files=len(report["skipped_files"]))
     return 0

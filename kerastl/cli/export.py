@@ -14,10 +14,10 @@ import os
 import sys
 from pathlib import Path
 
-from kerastl.cli.loading import load_keras_model
 from kerastl.cli.summary import add_json_flag, json_summary
 from kerastl.defaults import RESIZE_MODES
 from kerastl.errors import UserInputError
+from kerastl.loading import load_keras_model
 
 log = logging.getLogger(__name__)
 
@@ -94,41 +94,11 @@ def resolve_class_names(model_path: Path, labels: str | None, class_names: str |
     return None
 
 
-def image_files(paths) -> list[Path]:
-    """Image files named directly, or found (recursively, sorted) in folders."""
-    from kerastl.data import header
-
-    found = []
-    for item in paths:
-        path = Path(item)
-        if path.is_dir():
-            found += sorted(p for p in path.rglob("*")
-                            if p.is_file() and p.suffix.lower() in header.IMAGE_EXTENSIONS)
-        elif path.is_file():
-            found.append(path)
-        elif path.exists():
-            raise UserInputError(f"{path} is not a regular file or a folder "
-                                 f"({header.file_kind(path.stat().st_mode)})")
-        else:
-            raise FileNotFoundError(f"No such image file or folder: {path}")
-    if not found:
-        raise UserInputError(f"No images ({', '.join(header.IMAGE_EXTENSIONS)}) found in "
-                             f"{', '.join(map(str, paths))}")
-    return found
-
-
-def read_images(files: list[Path], max_pixels: int | None = None) -> list[bytes]:
-    """The bytes of each file, or a clear error naming a file that is not an image
-    or declares more than ``max_pixels`` pixels (see :func:`kerastl.data.header.read_image`)."""
-    from kerastl.data import header
-
-    return [header.read_image(f, max_pixels) for f in files]
-
-
 def _example_images(folder: str, size, limit: int, resize: str = "stretch"):
     """Up to ``limit`` images of ``folder``: files, native-size arrays, model-size arrays."""
     import tensorflow as tf
 
+    from kerastl.data.header import image_files, read_images
     from kerastl.errors import tf_error_cause
     from kerastl.export.signatures import decode_images
 

@@ -19,11 +19,11 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from kerastl.cli.export import image_files, read_images, resolve_class_names
-from kerastl.cli.loading import check_saved_model, load_keras_model
+from kerastl.cli.export import resolve_class_names
 from kerastl.cli.options import add_max_pixels
 from kerastl.defaults import RESIZE_MODES
 from kerastl.errors import UserInputError, tf_error_cause
+from kerastl.loading import check_saved_model, load_keras_model
 
 if TYPE_CHECKING:  # numpy is imported where used: the parser is built without it
     import numpy as np
@@ -118,25 +118,6 @@ def _predict_batch(predictor, files, data):
         raise
 
 
-def _rows(files, outputs, top_k, class_names):
-    import numpy as np
-
-    rows = []
-    if "predictions" in outputs:
-        for f, values in zip(files, outputs["predictions"], strict=True):
-            rows.append({"file": str(f), "outputs": [float(v) for v in values]})
-        return rows
-    probs = outputs["probabilities"]
-    k = min(top_k, probs.shape[-1])
-    names = class_names or [str(i) for i in range(probs.shape[-1])]
-    for f, p in zip(files, probs, strict=True):
-        order = np.argsort(-p, kind="stable")[:k]
-        rows.append({"file": str(f), "top_k": [
-            {"rank": r + 1, "index": int(i), "class": names[i], "score": float(p[i])}
-            for r, i in enumerate(order)]})
-    return rows
-
-
 def _names_from_saved_model(path: Path) -> list[str] | None:
     labels = path / "assets" / "labels.txt"
     return labels.read_text().splitlines() if labels.is_file() else None
@@ -206,6 +187,8 @@ def run(args: argparse.Namespace) -> int:
 
     max_pixels = resolve_max_pixels(args.max_pixels)
     model_path = Path(args.model)
+    from kerastl.data.header import image_files, read_images
+
     files = image_files(args.images)
     if args.output:
         _check_output(Path(args.output), model_path, files)
@@ -226,7 +209,9 @@ def run(args: argparse.Namespace) -> int:
             outputs.setdefault(key, []).append(value)
     merged = {k: np.concatenate(v) for k, v in outputs.items()
               if k in ("probabilities", "predictions")}
-    text = format_rows(_rows(files, merged, args.top_k, class_names), args.format)
+    from kerastl.runs import prediction_rows
+
+    text = format_rows(prediction_rows(files, merged, args.top_k, class_names), args.format)
     if args.output:
         _write_output(Path(args.output), text)
     else:

@@ -2,36 +2,24 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import pathlib
-import re
 
 from kerastl.cli.options import add_max_pixels
 from kerastl.cli.summary import add_json_flag, json_summary, scalar_metrics
+from kerastl.config import CLASSIFIERS, MODES
+from kerastl.config import DEFAULTS as _DEFAULTS
 from kerastl.defaults import (
     AUGMENT_POLICIES,
-    DEFAULT_SCHEDULE,
     MAX_IMAGE_SIZE,
     RESIZE_MODES,
     SCHEDULES,
 )
 from kerastl.errors import UserInputError
-from kerastl.paths import is_safe_name
 
-# Defaults are defined once here and reused as flag defaults.
-DEFAULTS = {
-    "backbone": "efficientnet_lite0",
-    "batch_size": 32,
-    "head_epochs": 3,
-    "epochs": 10,
-    "learning_rate": 1e-3,
-    "fine_tune_learning_rate": 1e-4,
-    "validation_split": 0.2,
-    "dropout": 0.2,
-    "seed": 1337,
-}
+# Every flag default is FineTuneConfig's (kerastl/config.py), defined once there.
+DEFAULTS = _DEFAULTS.to_dict()
 DEFAULT_EXPORT_DIR = "SavedModels"
 
 log = logging.getLogger(__name__)
@@ -46,7 +34,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("data_dir", metavar="DATA_DIR", help="image folder")
     p.add_argument("--backbone", default=DEFAULTS["backbone"],
                    help="registry name or hub:<handle> (default: %(default)s)")
-    p.add_argument("--weights", default="imagenet",
+    p.add_argument("--weights", default=DEFAULTS["weights"],
                    help="'imagenet', 'none' or a weights file (default: %(default)s)")
     p.add_argument("--image-size", type=int, default=None,
                    help="input size in px, from the backbone's minimum to "
@@ -75,16 +63,16 @@ def add_parser(subparsers) -> None:
                         "DATA_DIR has no val/ subfolder (default: %(default)s)")
     p.add_argument("--augment", default=None, choices=tuple(AUGMENT_POLICIES),
                    help="augmentation policy of the training images (default: none)")
-    p.add_argument("--resize", default="stretch", choices=RESIZE_MODES,
+    p.add_argument("--resize", default=DEFAULTS["resize"], choices=RESIZE_MODES,
                    help="how images are brought to --image-size: stretch (aspect ratio not "
                         "kept), crop (central square), pad (letterbox) or random_crop "
                         "(random window in training, central otherwise); the model keeps it, "
                         "so export and predict resize the same way (default: %(default)s)")
     p.add_argument("--dropout", type=float, default=DEFAULTS["dropout"],
                    help="dropout rate before the classifier head (default: %(default)s)")
-    p.add_argument("--optimizer", default="adam",
+    p.add_argument("--optimizer", default=DEFAULTS["optimizer"],
                    help="adam, adamw, sgd, rmsprop or adagrad (default: %(default)s)")
-    p.add_argument("--patience", type=int, default=3,
+    p.add_argument("--patience", type=int, default=DEFAULTS["patience"],
                    help="early-stopping patience per phase (default: %(default)s)")
     p.add_argument("--weight-decay", type=float, default=None,
                    help="optimizer weight decay (default: 1e-4 for adamw, none otherwise)")
@@ -95,9 +83,9 @@ def add_parser(subparsers) -> None:
                    help="momentum of --optimizer sgd (default 0.9) or rmsprop (default 0)")
     p.add_argument("--l2", type=float, default=None,
                    help="L2 penalty on the head's kernels, e.g. 1e-4 (default: none)")
-    p.add_argument("--schedule", default=DEFAULT_SCHEDULE, choices=SCHEDULES,
+    p.add_argument("--schedule", default=DEFAULTS["schedule"], choices=SCHEDULES,
                    help="learning-rate schedule of each phase (default: %(default)s)")
-    p.add_argument("--warmup", type=float, default=0.1,
+    p.add_argument("--warmup", type=float, default=DEFAULTS["warmup"],
                    help="fraction of each phase spent warming up, for one_cycle and cosine "
                         "(default: %(default)s)")
     p.add_argument("--layerwise-lr-decay", type=float, default=None, metavar="FACTOR",
@@ -105,16 +93,16 @@ def add_parser(subparsers) -> None:
                         "the group above (e.g. 0.5; default: one rate)")
     p.add_argument("--gradual-unfreeze-every", type=int, default=None, metavar="K",
                    help="phase 2: start with the top group, unfreeze one more every K epochs")
-    p.add_argument("--label-smoothing", type=float, default=0.0,
+    p.add_argument("--label-smoothing", type=float, default=DEFAULTS["label_smoothing"],
                    help="label smoothing (needs one-hot labels, e.g. MixUp augmentation)")
-    p.add_argument("--mode", default="fine-tune",
-                   choices=("fine-tune", "feature-extraction", "auto"),
+    p.add_argument("--mode", default=DEFAULTS["mode"],
+                   choices=MODES,
                    help="fine-tune: two-phase fine-tuning; feature-extraction: frozen "
                         "backbone features + a linear classifier (fast, best on small "
                         "data); auto: feature extraction up to a measured number of "
                         "images per class, fine-tuning above (default: %(default)s)")
-    p.add_argument("--classifier", default="logistic",
-                   choices=("logistic", "linear_svm", "ridge"),
+    p.add_argument("--classifier", default=DEFAULTS["classifier"],
+                   choices=CLASSIFIERS,
                    help="feature-extraction mode: the linear classifier (default: %(default)s)")
     p.add_argument("--C", type=float, default=None, dest="C",
                    help="feature-extraction mode: inverse regularisation strength "
@@ -172,40 +160,43 @@ def run(args) -> int:
         return _train(args, summary)
 
 
+def config_from_args(args):
+    """The :class:`kerastl.FineTuneConfig` of ``kerastl train``'s flags."""
+    from kerastl.config import FineTuneConfig
+
+    return FineTuneConfig(
+        backbone=args.backbone, weights=args.weights, image_size=args.image_size,
+        dropout=args.dropout, batch_size=args.batch_size,
+        validation_split=args.validation_split, augment=args.augment, resize=args.resize,
+        seed=args.seed, deterministic=args.deterministic, max_pixels=args.max_pixels,
+        head_epochs=args.head_epochs, epochs=args.epochs, learning_rate=args.lr,
+        fine_tune_learning_rate=args.ft_lr, unfreeze=unfreeze_options(args),
+        optimizer=args.optimizer.lower(), weight_decay=args.weight_decay, momentum=args.momentum,
+        schedule=args.schedule, warmup=args.warmup, patience=args.patience,
+        label_smoothing=args.label_smoothing, l2=args.l2,
+        layerwise_lr_decay=args.layerwise_lr_decay,
+        gradual_unfreeze_every=args.gradual_unfreeze_every,
+        mixed_precision=args.mixed_precision, mode=args.mode, classifier=args.classifier,
+        C=args.C, lr_find=args.lr_find)
+
+
 def _train(args, summary: dict) -> int:
     data_dir = pathlib.Path(args.data_dir)
     if not data_dir.exists():
         raise UserInputError(f"DATA_DIR {data_dir} does not exist")
     if not data_dir.is_dir():
         raise UserInputError(f"DATA_DIR {data_dir} is not a folder")
-    import keras
-    import tensorflow as tf
-
-    import kerastl as ktl
-    from kerastl.data.decode import check_image_size
-    from kerastl.data.header import resolve_max_pixels
-    from kerastl.training.run import claim_free_dir
-
-    spec = ktl.backbone_spec(args.backbone)
-    weights = None if str(args.weights).lower() == "none" else args.weights
-    size = spec.default_image_size if args.image_size is None else args.image_size
-    check_image_size(size, minimum=spec.min_image_size, backbone=spec.name, name="--image-size")
-    resolve_max_pixels(args.max_pixels)
-    keras.utils.set_random_seed(args.seed)
-    if args.deterministic:
-        tf.config.experimental.enable_op_determinism()
-    strategy, batch_size = None, args.batch_size
-    if args.strategy:
-        strategy = ktl.distribute.get_strategy(args.strategy)
-        batch_size = ktl.distribute.global_batch_size(args.batch_size, strategy)
-    # Optimiser options fail before any data is read or folder created.
-    from kerastl.training.optimizers import OPTIMIZERS as _OPTIMIZERS
-    from kerastl.training.optimizers import momentum_option
-
-    if args.optimizer.lower() in _OPTIMIZERS:  # an unknown name gets its own error later
-        momentum_option(args.optimizer.lower(), args.momentum)
     if args.l2 is not None and not args.l2 > 0:
         raise UserInputError(f"--l2 must be a positive number (e.g. 1e-4). Received: {args.l2}")
+    import kerastl as ktl
+    from kerastl.data.decode import check_image_size
+    from kerastl.training.optimizers import OPTIMIZERS, momentum_option
+
+    spec = ktl.backbone_spec(args.backbone)
+    size = spec.default_image_size if args.image_size is None else args.image_size
+    check_image_size(size, minimum=spec.min_image_size, backbone=spec.name, name="--image-size")
+    if args.optimizer.lower() in OPTIMIZERS:  # an unknown name gets its own error below
+        momentum_option(args.optimizer.lower(), args.momentum)
     if args.mode == "feature-extraction" and args.lr_find:
         raise UserInputError("--lr-find chooses a fine-tuning rate; feature extraction has "
                              "none (its regulariser is --C). Leave it out or use --mode "
@@ -213,45 +204,18 @@ def _train(args, summary: dict) -> int:
     if args.mode == "feature-extraction" and args.augment not in (None, "none"):
         raise UserInputError("--augment has no effect with --mode feature-extraction (each "
                              "image is seen once); leave it out or use --mode fine-tune")
+    config = config_from_args(args)  # every option checked before any data is read
     _check_export_and_tensorboard(args)
-    splits = ktl.data.image_folder(data_dir, image_size=(size, size), batch_size=batch_size,
-                                   validation_split=args.validation_split, seed=args.seed,
-                                   augment=args.augment, resize=args.resize,
-                                   deterministic=args.deterministic,
-                                   max_pixels=args.max_pixels)
-    safe_name = re.sub(r"[^A-Za-z0-9_.-]+", "_", spec.name.removeprefix("hub:")).strip("_")
-    if not is_safe_name(safe_name):  # e.g. a hub handle "..": never a path out of runs/
-        safe_name = "hub"
-    config = {k: (str(v) if isinstance(v, pathlib.Path) else v)
-              for k, v in vars(args).items() if k != "func"}
-    from kerastl.transfer.run import choose_mode, feature_extraction_and_report
-
-    mode = choose_mode(args.mode, train_examples=int(splits.counts.get("train", 0)),
-                       num_classes=len(splits.class_names))
-    output, claimed = args.output, None
-    if output is None and (mode == "feature-extraction" or ktl.distribute.is_chief(strategy)):
-        # Claimed now (exclusive mkdir): runs started together get distinct folders.
-        # The other workers of a fine-tuning cluster write nothing and need no folder.
-        output = claimed = claim_free_dir(f"runs/{safe_name}")
-    callbacks = _tensorboard_callbacks(args, strategy, mode)
-    try:
-        if mode == "feature-extraction":
-            report = feature_extraction_and_report(
-                splits, backbone=args.backbone, output=output, weights=weights,
-                kind=args.classifier, C=args.C, cache=args.features_cache,
-                overwrite=args.overwrite, config=config)
-            print(f"mode: feature extraction ({report['linear_head']['kind']}, "
-                  f"C={report['linear_head']['C']:g})")
-        else:
-            report = _fine_tune_run(args, splits, output, weights, config, strategy, callbacks)
-    except BaseException:
-        if claimed is not None:
-            with contextlib.suppress(OSError):  # only while still empty
-                claimed.rmdir()
-        raise
+    run = ktl.train(data_dir, config, output=args.output, overwrite=args.overwrite,
+                    strategy=args.strategy, tensorboard=args.tensorboard,
+                    backup_dir=args.backup_dir, features_cache=args.features_cache)
+    report, mode = run.report, run.report["mode"]
+    if mode == "feature-extraction":
+        print(f"mode: feature extraction ({report['linear_head']['kind']}, "
+              f"C={report['linear_head']['C']:g})")
     exported = _export(args, report)
     _print_summary(report, exported)
-    summary.update(_json_summary(args, report, output, mode, exported))
+    summary.update(_json_summary(args, report, run.path, mode, exported))
     return 0
 
 
@@ -279,49 +243,16 @@ def _check_export_and_tensorboard(args) -> None:
                              "--mode fine-tune")
 
 
-def _tensorboard_callbacks(args, strategy, mode: str) -> list:
-    """A TensorBoard callback for --tensorboard (on the chief alone in a cluster)."""
-    import keras
-
-    import kerastl as ktl
-
-    if args.tensorboard is None or not ktl.distribute.is_chief(strategy):
-        return []
-    if mode == "feature-extraction":
-        log.warning("No TensorBoard logs: --mode auto chose feature extraction, which trains "
-                    "no Keras epochs.")
-        return []
-    return [keras.callbacks.TensorBoard(log_dir=args.tensorboard)]
-
-
 def _export(args, report: dict) -> pathlib.Path | None:
     """--export NAME: the run's model.keras exported for TF Serving, with its class names."""
     if args.export is None or "model" not in report["files"]:  # a cluster's non-chief
         return None
-    from kerastl.cli.loading import load_keras_model
     from kerastl.export import export_saved_model
+    from kerastl.loading import load_keras_model
 
     model = load_keras_model(report["files"]["model"])
     return export_saved_model(model, args.export_dir or DEFAULT_EXPORT_DIR, name=args.export,
                               class_names=report["class_names"])
-
-
-def _fine_tune_run(args, splits, output, weights, config, strategy, callbacks) -> dict:
-    from kerastl.training.run import train_and_report
-
-    return train_and_report(
-        splits, backbone=args.backbone, output=output, weights=weights,
-        head_epochs=args.head_epochs, epochs=args.epochs, learning_rate=args.lr,
-        fine_tune_learning_rate=args.ft_lr, unfreeze=unfreeze_options(args),
-        dropout=args.dropout, overwrite=args.overwrite, config=config,
-        optimizer=args.optimizer, patience=args.patience, strategy=strategy,
-        backup_dir=args.backup_dir, mixed_precision=args.mixed_precision,
-        weight_decay=args.weight_decay, label_smoothing=args.label_smoothing,
-        momentum=args.momentum, l2=args.l2, lr_find=args.lr_find,
-        schedule=args.schedule, warmup=args.warmup,
-        layerwise_lr_decay=args.layerwise_lr_decay,
-        gradual_unfreeze_every=args.gradual_unfreeze_every, callbacks=callbacks,
-    )
 
 
 def _print_summary(report: dict, exported: pathlib.Path | None) -> None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import stat
+from pathlib import Path
 
 from kerastl.defaults import DEFAULT_MAX_PIXELS, MAX_PIXELS_ENV
 from kerastl.errors import UserInputError
@@ -318,3 +319,30 @@ def read_image(path: str | os.PathLike, max_pixels: int | None = None) -> bytes:
         raise UserInputError(f"{os.fspath(path)} is not a JPEG, PNG, GIF, BMP or WebP image.")
     check_pixels(data, max_pixels, name=os.fspath(path))
     return data
+
+
+def image_files(paths) -> list[Path]:
+    """Image files named directly, or found (recursively, sorted) in folders."""
+    found = []
+    for item in paths:
+        path = Path(item)
+        if path.is_dir():
+            found += sorted(p for p in path.rglob("*")
+                            if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+        elif path.is_file():
+            found.append(path)
+        elif path.exists():
+            raise UserInputError(f"{path} is not a regular file or a folder "
+                                 f"({file_kind(path.stat().st_mode)})")
+        else:
+            raise FileNotFoundError(f"No such image file or folder: {path}")
+    if not found:
+        raise UserInputError(f"No images ({', '.join(IMAGE_EXTENSIONS)}) found in "
+                             f"{', '.join(map(str, paths))}")
+    return found
+
+
+def read_images(files: list[Path], max_pixels: int | None = None) -> list[bytes]:
+    """The bytes of each file, or a clear error naming a file that is not an image
+    or declares more than ``max_pixels`` pixels (see :func:`read_image`)."""
+    return [read_image(f, max_pixels) for f in files]

@@ -148,6 +148,7 @@ def train_and_report(splits, *, backbone: str, output: str | os.PathLike | None,
                        fine_tune_learning_rate=fine_tune_learning_rate, unfreeze=unfreeze,
                        verbose=verbose, strategy=strategy, **fine_tune_kwargs)
     report = {
+        "mode": "fine-tune",
         "backbone": backbone,
         "weights": str(weights),
         "class_names": list(splits.class_names),
