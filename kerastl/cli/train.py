@@ -144,7 +144,11 @@ def add_parser(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def unfreeze_options(args) -> dict:
+def unfreeze_options(args) -> dict | None:
+    """``unfreeze`` of the config: ``None`` (the whole backbone, BN frozen) unless a flag says."""
+    if not args.train_bn and all(v is None for v in (
+            args.unfreeze_groups, args.unfreeze_fraction, args.unfreeze_from)):
+        return None
     options = {"train_bn": bool(args.train_bn)}
     if args.unfreeze_groups is not None:
         options["groups"] = args.unfreeze_groups

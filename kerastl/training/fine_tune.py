@@ -17,6 +17,7 @@ import keras
 import tensorflow as tf
 
 from kerastl import distribute
+from kerastl.config import DEFAULTS
 from kerastl.errors import UserInputError
 from kerastl.freezing import find_backbone
 from kerastl.training.optimizers import OPTIMIZERS as _OPTIMIZERS  # noqa: F401  (former name)
@@ -39,17 +40,24 @@ def _resolve_verbose(verbose):
 
 
 def fine_tune(model: keras.Model, train: tf.data.Dataset, val: tf.data.Dataset | None = None, *,
-              head_epochs: int = 3, epochs: int = 10, learning_rate: float = 1e-3,
-              fine_tune_learning_rate: float = 1e-4, unfreeze: dict | None = None,
-              callbacks: list | None = None, cache_features="auto", verbose="auto",
-              optimizer: str = "adam", loss=None, metrics=None, patience: int | None = 3,
-              label_smoothing: float = 0.0, class_weight: dict | None = None,
-              weight_decay: float | None = None, strategy=None, backup_dir=None,
-              mixed_precision: str | None = None, jit_compile: bool | None = None,
-              training_loop: str = "auto", schedule: str = "cosine", warmup: float = 0.1,
-              layerwise_lr_decay: float | None = None,
-              gradual_unfreeze_every: int | None = None, momentum: float | None = None,
-              l2: float | None = None) -> FineTuneResult:
+              head_epochs: int = DEFAULTS.head_epochs, epochs: int = DEFAULTS.epochs,
+              learning_rate: float = DEFAULTS.learning_rate,
+              fine_tune_learning_rate: float = DEFAULTS.fine_tune_learning_rate,
+              unfreeze: dict | None = DEFAULTS.unfreeze,
+              callbacks: list | None = None, cache_features=DEFAULTS.cache_features,
+              verbose="auto", optimizer: str = DEFAULTS.optimizer, loss=None, metrics=None,
+              patience: int | None = DEFAULTS.patience,
+              label_smoothing: float = DEFAULTS.label_smoothing,
+              class_weight: dict | None = None,
+              weight_decay: float | None = DEFAULTS.weight_decay, strategy=None,
+              backup_dir=None, mixed_precision: str | None = DEFAULTS.mixed_precision,
+              jit_compile: bool | None = None, training_loop: str = "auto",
+              schedule: str = DEFAULTS.schedule, warmup: float = DEFAULTS.warmup,
+              layerwise_lr_decay: float | None = DEFAULTS.layerwise_lr_decay,
+              gradual_unfreeze_every: int | None = DEFAULTS.gradual_unfreeze_every,
+              momentum: float | None = DEFAULTS.momentum,
+              l2: float | None = DEFAULTS.l2) -> FineTuneResult:
+    # Every default above is kerastl.FineTuneConfig's (kerastl/config.py), defined once.
     """Fine-tune ``model`` in two phases and return the best weights.
 
     Phase 1 trains only the head for ``head_epochs`` with the backbone frozen

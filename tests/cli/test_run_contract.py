@@ -121,3 +121,34 @@ def test_export_without_a_resize_flag_serves_crop_in_the_cpp_loader(run):
     names = [str(n) for n in cpp.outputs["large_png/class_names"]]
     assert names == [CLASSES[i] for i in expected.argmax(-1)]
     assert pathlib.Path(version / "variables").is_dir()
+
+
+@pytest.mark.slow
+@pytest.mark.weights
+def test_the_run_level_api_gives_the_clis_answers(run):
+    import kerastl as ktl
+
+    loaded = ktl.load_run(run / "run")
+    assert loaded.class_names == list(CLASSES) and loaded.model.resize == "crop"
+    assert loaded.config["resize"] == "crop" and loaded.config["seed"] == 7
+    evaluation = ktl.evaluate(loaded)  # no output folder: writes nothing
+    assert evaluation["split"] == "val" and "files" not in evaluation
+    assert evaluation["metrics"]["accuracy"] == loaded.metrics("val")["accuracy"]
+    assert evaluation["metrics"]["confusion_matrix"] == loaded.metrics("val")["confusion_matrix"]
+
+    files = sorted((run / "data").glob("*/*.png"))[:5]
+    crops = np.stack([decode.resize_image(decode.decode_bytes(tf.io.read_file(str(f))),
+                                          (32, 32), "crop").numpy() for f in files])
+    probs = loaded.model.predict(crops.astype("float32"), verbose=0)
+    rows = ktl.predict(run / "run", files, top_k=2, batch_size=2)  # a run folder, 3 batches
+    assert [r["file"] for r in rows] == [str(f) for f in files]
+    assert [r["top_k"][0]["class"] for r in rows] == [CLASSES[i] for i in probs.argmax(-1)]
+    np.testing.assert_allclose([r["top_k"][0]["score"] for r in rows], probs.max(-1),
+                               atol=1e-5)
+    from_arrays = ktl.predict(loaded.model, crops.astype("float32"), top_k=3)
+    assert [r["file"] for r in from_arrays] == ["0", "1", "2", "3", "4"]
+    assert len(from_arrays[0]["top_k"]) == 3
+    with pytest.raises(ValueError, match=r"images must have shape \(N, 32, 32, 3\)"):
+        ktl.predict(loaded.model, np.zeros((2, 16, 16, 3)))
+    with pytest.raises(ValueError, match="top_k must be a positive int"):
+        ktl.predict(loaded.model, files, top_k=0)
