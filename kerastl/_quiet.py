@@ -18,6 +18,8 @@ silent, and the CLI reports the error itself in one line.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import sys
 import tempfile
@@ -87,3 +89,18 @@ def import_tensorflow_quietly() -> None:
             kept = [line for line in text.splitlines() if line and not _is_noise(line)]
             if kept:
                 sys.stderr.write("\n".join(kept) + "\n")
+
+
+@contextlib.contextmanager
+def quiet_loggers(*names: str):
+    """Raise the named Python loggers to WARNING for a block (TF's saver and converter
+    chatter: renamed inputs, "Assets written to"), then restore their levels."""
+    loggers = [logging.getLogger(n) for n in names]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(max(lg.getEffectiveLevel(), logging.WARNING))
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)

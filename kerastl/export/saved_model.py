@@ -30,6 +30,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
+from kerastl._quiet import quiet_loggers
 from kerastl.atomic import atomic_write_text
 from kerastl.data import header
 from kerastl.errors import UserInputError
@@ -278,7 +279,7 @@ def export_saved_model(model: keras.Model, base_dir: str | os.PathLike = "SavedM
     try:
         module = ServingModule(model, task=task, class_names=names, top_k=top_k,
                                image_size=size, resize=resize, max_pixels=max_pixels)
-        with _quiet("absl", "tensorflow"):
+        with quiet_loggers("absl", "tensorflow"):
             tf.saved_model.save(module, str(staging), signatures=module.signatures())
         (staging / "assets").mkdir(exist_ok=True)
         if names is not None:
@@ -337,20 +338,6 @@ def _claim_next_version(staging: Path, model_dir: Path, version: int, metadata: 
                       model_dir)
             version += 1
     raise UserInputError(f"Could not claim a version number in {model_dir}.")
-
-
-@contextlib.contextmanager
-def _quiet(*names: str):
-    """Hide the INFO chatter of TF's saver (renamed inputs, "Assets written to")."""
-    loggers = [logging.getLogger(n) for n in names]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(max(lg.getEffectiveLevel(), logging.WARNING))
-    try:
-        yield
-    finally:
-        for lg, level in zip(loggers, levels, strict=True):
-            lg.setLevel(level)
 
 
 def _move_into_place(staging: Path, final: Path, model_dir: Path, token: str) -> None:

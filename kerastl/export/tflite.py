@@ -8,7 +8,6 @@ keeps float32 input and output so clients feed the same pixels.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import logging
@@ -21,6 +20,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from kerastl._quiet import quiet_loggers
 from kerastl.errors import UserInputError, require
 from kerastl.export.signatures import model_image_size
 
@@ -84,7 +84,7 @@ def convert(model: keras.Model, variant: str = "float",
     archive.add_endpoint("serve", lambda images: model(images, training=False),
                          input_signature=[tf.TensorSpec([1, height, width, 3], tf.float32)])
     with tempfile.TemporaryDirectory(prefix="kerastl-tflite-") as tmp:
-        with _quiet_tf():
+        with quiet_loggers("absl", "tensorflow"):
             archive.write_out(tmp, verbose=False)
         converter = tf.lite.TFLiteConverter.from_saved_model(tmp)
         _configure(converter, variant, representative_images)
@@ -105,19 +105,6 @@ def _configure(converter, variant: str, representative_images) -> None:
 
         converter.representative_dataset = representative
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-
-
-@contextlib.contextmanager
-def _quiet_tf():
-    loggers = [logging.getLogger(n) for n in ("absl", "tensorflow")]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(max(lg.getEffectiveLevel(), logging.WARNING))
-    try:
-        yield
-    finally:
-        for lg, level in zip(loggers, levels, strict=True):
-            lg.setLevel(level)
 
 
 def run_tflite(model_content: bytes, images: np.ndarray) -> np.ndarray:
