@@ -41,10 +41,11 @@ if TYPE_CHECKING:
     from kerastl import data, distribute, export, tuning
     from kerastl.backbones import BackboneSpec, backbone_spec, build_backbone, list_backbones
     from kerastl.config import FineTuneConfig
+    from kerastl.evaluation import evaluate, predict
     from kerastl.export import export_saved_model
     from kerastl.freezing import freeze, layer_groups, trainable_report, unfreeze
     from kerastl.models import ImageClassifier, ImageRegressor, build_classifier, build_regressor
-    from kerastl.runs import Run, evaluate, load_run, predict, train
+    from kerastl.runs import Run, load_run, train
     from kerastl.training import FineTuneResult, fine_tune, lr_find
     from kerastl.transfer import (
         adapt_batchnorm,
@@ -63,7 +64,8 @@ _NAMES = {
     "kerastl.models": ("ImageClassifier", "ImageRegressor", "build_classifier",
                        "build_regressor"),
     "kerastl.config": ("FineTuneConfig",),
-    "kerastl.runs": ("Run", "evaluate", "load_run", "predict", "train"),
+    "kerastl.runs": ("Run", "load_run", "train"),
+    "kerastl.evaluation": ("evaluate", "predict"),
     "kerastl.training": ("FineTuneResult", "fine_tune", "lr_find"),
     "kerastl.transfer": ("adapt_batchnorm", "cross_validate", "extract_features",
                          "fit_linear_head"),

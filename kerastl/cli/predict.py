@@ -209,7 +209,7 @@ def run(args: argparse.Namespace) -> int:
             outputs.setdefault(key, []).append(value)
     merged = {k: np.concatenate(v) for k, v in outputs.items()
               if k in ("probabilities", "predictions")}
-    from kerastl.runs import prediction_rows
+    from kerastl.evaluation import prediction_rows
 
     text = format_rows(prediction_rows(files, merged, args.top_k, class_names), args.format)
     if args.output:

@@ -41,6 +41,25 @@ def add_parser(subparsers) -> None:
                         f"{MAX_IMAGE_SIZE} (default: the backbone's native size)")
     p.add_argument("--batch-size", type=int, default=DEFAULTS["batch_size"],
                    help="images per training step (default: %(default)s)")
+    p.add_argument("--validation-split", type=float, default=DEFAULTS["validation_split"],
+                   help="fraction of the training images held out for validation when "
+                        "DATA_DIR has no val/ subfolder (default: %(default)s)")
+    p.add_argument("--augment", default=None, choices=tuple(AUGMENT_POLICIES),
+                   help="augmentation policy of the training images (default: none)")
+    p.add_argument("--resize", default=DEFAULTS["resize"], choices=RESIZE_MODES,
+                   help="how images are brought to --image-size: stretch (aspect ratio not "
+                        "kept), crop (central square), pad (letterbox) or random_crop "
+                        "(random window in training, central otherwise); the model keeps it, "
+                        "so export and predict resize the same way (default: %(default)s)")
+    _add_phase_flags(p)
+    _add_run_flags(p)
+    add_max_pixels(p)
+    add_json_flag(p, "run folder, mode, metrics, files written, export path")
+    p.set_defaults(func=run)
+
+
+def _add_phase_flags(p) -> None:
+    """The two phases of fine-tuning: epochs, rates, unfreezing, optimizer, schedule."""
     p.add_argument("--head-epochs", type=int, default=DEFAULTS["head_epochs"],
                    help="phase 1: epochs training only the head (default: %(default)s)")
     p.add_argument("--epochs", type=int, default=DEFAULTS["epochs"],
@@ -58,16 +77,6 @@ def add_parser(subparsers) -> None:
                        help="phase 2 unfreezes LAYER and everything above")
     p.add_argument("--train-bn", action="store_true",
                    help="also train BatchNorm in phase 2 (default: frozen, inference mode)")
-    p.add_argument("--validation-split", type=float, default=DEFAULTS["validation_split"],
-                   help="fraction of the training images held out for validation when "
-                        "DATA_DIR has no val/ subfolder (default: %(default)s)")
-    p.add_argument("--augment", default=None, choices=tuple(AUGMENT_POLICIES),
-                   help="augmentation policy of the training images (default: none)")
-    p.add_argument("--resize", default=DEFAULTS["resize"], choices=RESIZE_MODES,
-                   help="how images are brought to --image-size: stretch (aspect ratio not "
-                        "kept), crop (central square), pad (letterbox) or random_crop "
-                        "(random window in training, central otherwise); the model keeps it, "
-                        "so export and predict resize the same way (default: %(default)s)")
     p.add_argument("--dropout", type=float, default=DEFAULTS["dropout"],
                    help="dropout rate before the classifier head (default: %(default)s)")
     p.add_argument("--optimizer", default=DEFAULTS["optimizer"],
@@ -95,6 +104,10 @@ def add_parser(subparsers) -> None:
                    help="phase 2: start with the top group, unfreeze one more every K epochs")
     p.add_argument("--label-smoothing", type=float, default=DEFAULTS["label_smoothing"],
                    help="label smoothing (needs one-hot labels, e.g. MixUp augmentation)")
+
+
+def _add_run_flags(p) -> None:
+    """How the run is made and where it goes: mode, seed, output, distribution, export."""
     p.add_argument("--mode", default=DEFAULTS["mode"],
                    choices=MODES,
                    help="fine-tune: two-phase fine-tuning; feature-extraction: frozen "
@@ -139,9 +152,6 @@ def add_parser(subparsers) -> None:
     p.add_argument("--tensorboard", default=None, metavar="DIR",
                    help="write TensorBoard logs of both phases into DIR "
                         "(keras.callbacks.TensorBoard; view with: tensorboard --logdir DIR)")
-    add_max_pixels(p)
-    add_json_flag(p, "run folder, mode, metrics, files written, export path")
-    p.set_defaults(func=run)
 
 
 def unfreeze_options(args) -> dict | None:

@@ -165,18 +165,9 @@ def train_and_report(splits, *, backbone: str, output: str | os.PathLike | None,
         report["lr_find"] = {"suggestion": float(found.suggestion), "method": found.method,
                              "suggestions": {k: float(v) for k, v in found.suggestions.items()},
                              "steps": len(found.learning_rates)}
-    evaluation_split = None
-    for split_name in ("val", "test"):
-        dataset = getattr(splits, split_name)
-        if dataset is None:
-            continue
-        probs, labels = predict_dataset(result.model, dataset)
-        report[f"{split_name}_metrics"] = classification_metrics(probs, labels,
-                                                                 splits.class_names)
-        evaluation_split = split_name
-        evaluated = (dataset, probs, labels)
+    evaluated = evaluate_splits(result.model, splits, report)
+    report["timings"] = dict(result.timings, total=time.perf_counter() - started)
     if not writer:  # workers of a cluster: the chief writes the files
-        report["timings"] = dict(result.timings, total=time.perf_counter() - started)
         report["files"] = {}
         return report
     files = save_model_and_labels(result.model, splits.class_names, output)
@@ -185,15 +176,36 @@ def train_and_report(splits, *, backbone: str, output: str | os.PathLike | None,
                                    title=f"{backbone}: training curves")
     if found is not None and found.plot:
         files["lr_find"] = pathlib.Path(found.plot)
-    if evaluation_split:
-        files["confusion_matrix"] = plot_confusion_matrix(
-            report[f"{evaluation_split}_metrics"]["confusion_matrix"], splits.class_names,
-            output / "confusion_matrix.png",
-            title=f"Confusion matrix ({evaluation_split} split)")
-        errors_png = write_errors_grid(*evaluated, splits.class_names, output / "errors.png")
-        if errors_png:
-            files["errors"] = errors_png
-    report["timings"] = dict(result.timings, total=time.perf_counter() - started)
+    files.update(evaluation_plots(report, evaluated, splits.class_names, output))
     report["files"] = {k: os.fspath(v) for k, v in files.items()}
     write_json(report, output / "report.json")
     return report
+
+
+def evaluate_splits(model, splits, report: dict):
+    """Add ``val_metrics`` / ``test_metrics`` to ``report``; return the last split evaluated
+    as ``(name, dataset, probabilities, labels)``, or ``None``."""
+    evaluated = None
+    for split_name in ("val", "test"):
+        dataset = getattr(splits, split_name)
+        if dataset is None:
+            continue
+        probs, labels = predict_dataset(model, dataset)
+        report[f"{split_name}_metrics"] = classification_metrics(probs, labels,
+                                                                 splits.class_names)
+        evaluated = (split_name, dataset, probs, labels)
+    return evaluated
+
+
+def evaluation_plots(report: dict, evaluated, class_names, output: pathlib.Path) -> dict:
+    """``confusion_matrix.png`` and ``errors.png`` of the split :func:`evaluate_splits` chose."""
+    if evaluated is None:
+        return {}
+    split_name, dataset, probs, labels = evaluated
+    files = {"confusion_matrix": plot_confusion_matrix(
+        report[f"{split_name}_metrics"]["confusion_matrix"], class_names,
+        output / "confusion_matrix.png", title=f"Confusion matrix ({split_name} split)")}
+    errors_png = write_errors_grid(dataset, probs, labels, class_names, output / "errors.png")
+    if errors_png:
+        files["errors"] = errors_png
+    return files

@@ -1,0 +1,186 @@
+"""Evaluating and predicting with a trained model: ``ktl.evaluate`` and ``ktl.predict``.
+
+Both read the model's own contract (class names, image size, resize): images
+are decoded and resized exactly as in training, and a run is evaluated on its
+own validation split, cut again with the run's ``validation_split`` and ``seed``.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+
+import numpy as np
+
+from kerastl.errors import UserInputError
+from kerastl.runs import as_run
+
+
+def _same_folder(a, b) -> bool:
+    try:
+        return pathlib.Path(a).resolve() == pathlib.Path(b).resolve()
+    except (OSError, RuntimeError):
+        return False
+
+
+def split_options(data_dir: pathlib.Path, requested: str, run_config: dict):
+    """``(split, validation_split, seed)``: the run's own split on the run's own data.
+
+    ``"auto"`` is ``test`` when the folder has ``test/``; else, on the folder the
+    run was trained on, the run's validation split; else every image (``all``).
+    """
+    own_data = bool(run_config) and _same_folder(data_dir, run_config.get("data_dir") or "")
+    fraction = float(run_config.get("validation_split", 0.2)) if own_data else 0.2
+    seed = int(run_config.get("seed", 1337)) if own_data else 1337
+    has_test = (data_dir / "test").is_dir()
+    split = requested
+    if split == "auto":
+        split = "test" if has_test else ("val" if own_data and fraction > 0 else "all")
+    if split not in ("test", "val", "all"):
+        raise UserInputError(f"split must be auto, test, val or all. Received: {requested!r}")
+    if split == "test" and not has_test:
+        raise UserInputError(f"--split test: {data_dir} has no test/ subfolder")
+    return split, (0.0 if split == "all" else fraction), seed
+
+
+def evaluate(model_or_run, data=None, *, split: str = "auto", batch_size: int = 32,
+             output=None, errors: int = 16, max_pixels: int | None = None,
+             run_report: dict | None = None, extra: dict | None = None) -> dict:
+    """Evaluate a classifier (or a :class:`Run`) on an image folder; write a report.
+
+    Args:
+        model_or_run: a :class:`Run`, a run folder, a ``.keras`` path or a model.
+        data: the image folder; default: the folder the run was trained on.
+        split: ``"auto"`` (``test/`` if present; on the run's own data its own
+            validation split, cut with the run's ``validation_split`` and
+            ``seed``; else every image), ``"test"``, ``"val"`` or ``"all"``.
+        batch_size: images per prediction batch.
+        output: report folder (``report.json``, ``confusion_matrix.png``,
+            ``errors.png``); ``None`` writes nothing.
+        errors: images in the errors grid.
+        max_pixels: largest image a file may declare (default: the run's).
+
+    Returns:
+        The evaluation report (``split``, ``metrics``, ``files``...).
+    """
+    from kerastl.data.folders import image_folder
+    from kerastl.export.signatures import model_image_size
+    from kerastl.models import contract_of
+    from kerastl.reports.evaluate import evaluate_classifier
+
+    run = as_run(model_or_run, run_report)
+    run_config = run.config
+    if data is None and not run_config.get("data_dir"):
+        raise UserInputError("Give DATA_DIR: the model has no training report.json beside it "
+                             "saying which data it was trained on.")
+    data_dir = pathlib.Path(data if data is not None else run_config["data_dir"])
+    if not data_dir.is_dir():
+        raise UserInputError(f"DATA_DIR {data_dir} does not exist or is not a folder")
+    model = run.model
+    contract = contract_of(model)
+    chosen, fraction, seed = split_options(data_dir, split, run_config)
+    splits = image_folder(
+        data_dir, image_size=model_image_size(model), batch_size=batch_size,
+        validation_split=fraction, seed=seed, shuffle=False, augment=None,
+        resize=contract["resize"] or run_config.get("resize") or "stretch",
+        max_pixels=max_pixels if max_pixels is not None else run_config.get("max_pixels"))
+    dataset = {"all": splits.train, "test": splits.test, "val": splits.val}[chosen]
+    if dataset is None:
+        raise UserInputError(f"--split {chosen}: {data_dir} has no such split")
+    expected = contract["class_names"] or run.report.get("class_names")
+    if expected is not None and list(expected) != list(splits.class_names):
+        raise UserInputError(
+            f"The model was trained on classes {list(expected)} but {data_dir} has "
+            f"{splits.class_names}; evaluate on a folder with the same class subfolders.")
+    return evaluate_classifier(
+        model, dataset, splits.class_names, output=output, split=chosen, errors=errors,
+        extra={"data_dir": str(data_dir), "skipped_files": [list(s) for s in splits.skipped],
+               **(extra or {})})
+
+
+# -- predict -------------------------------------------------------------------
+
+
+def prediction_rows(names, outputs: dict, top_k: int, class_names) -> list[dict]:
+    """One row per input: ``{"file", "top_k": [{"rank", "index", "class", "score"}]}``
+    for a classifier, ``{"file", "outputs": [...]}`` for a regressor."""
+    rows = []
+    if "predictions" in outputs:
+        for n, values in zip(names, outputs["predictions"], strict=True):
+            rows.append({"file": str(n), "outputs": [float(v) for v in values]})
+        return rows
+    probs = outputs["probabilities"]
+    k = min(top_k, probs.shape[-1])
+    labels = list(class_names or (str(i) for i in range(probs.shape[-1])))
+    for n, p in zip(names, probs, strict=True):
+        order = np.argsort(-p, kind="stable")[:k]
+        rows.append({"file": str(n), "top_k": [
+            {"rank": r + 1, "index": int(i), "class": labels[i], "score": float(p[i])}
+            for r, i in enumerate(order)]})
+    return rows
+
+
+def predict(model, images, *, top_k: int = 5, batch_size: int = 32, resize: str | None = None,
+            class_names=None, max_pixels: int | None = None) -> list[dict]:
+    """Predict images with a model, decoding and resizing them as in training.
+
+    Args:
+        model: a Keras model, a :class:`Run`, a run folder or a ``.keras`` path.
+        images: image files or folders (searched recursively), encoded image
+            bytes, or a float array ``(N, H, W, 3)`` in ``[0, 255]`` of the model's size.
+        top_k: classes per image (classifiers).
+        batch_size: images per batch.
+        resize: default: the model's own (a task model keeps its training resize).
+        class_names: default: the model's own.
+        max_pixels: largest image a file may declare.
+
+    Returns:
+        One row per image, as :func:`prediction_rows`: ``top_k`` classes with
+        scores for a classifier, ``outputs`` for a regressor.
+    """
+    import tensorflow as tf
+
+    from kerastl.export.signatures import decode_images, model_image_size
+    from kerastl.models import contract_of
+
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+        raise UserInputError(f"top_k must be a positive int. Received: top_k={top_k!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise UserInputError(f"batch_size must be a positive int. Received: {batch_size!r}")
+    model = as_run(model).model
+    contract = contract_of(model)
+    size = model_image_size(model)
+    names, batches = _prediction_inputs(images, size, max_pixels)
+    mode = resize or contract["resize"] or "stretch"
+    decode = tf.function(lambda d: decode_images(d, size, mode), autograph=False)
+    scores = []
+    for batch in batches(batch_size):
+        pixels = decode(tf.constant(batch)) if isinstance(batch, list) else batch
+        scores.append(np.asarray(model.predict(pixels, verbose=0), dtype=np.float32))
+    merged = np.concatenate(scores) if scores else np.zeros((0, int(model.output_shape[-1])))
+    key = "predictions" if contract["task"] == "regression" else "probabilities"
+    return prediction_rows(names, {key: merged}, top_k, class_names or contract["class_names"])
+
+
+def _prediction_inputs(images, size, max_pixels):
+    """``(names, batches)``: a name per image and a generator of batches to predict."""
+    if isinstance(images, np.ndarray) or hasattr(images, "numpy"):
+        array = np.asarray(images, dtype=np.float32)
+        if array.ndim != 4 or array.shape[1:] != (*size, 3):
+            raise UserInputError(f"images must have shape (N, {size[0]}, {size[1]}, 3) or be "
+                                 f"files or encoded bytes. Received: {array.shape}")
+        return list(range(len(array))), lambda n: (array[i:i + n]
+                                                   for i in range(0, len(array), n))
+    if isinstance(images, (str, os.PathLike, bytes)):
+        images = [images]
+    items = list(images)
+    if items and all(isinstance(i, bytes) for i in items):
+        return list(range(len(items))), lambda n: (items[i:i + n]
+                                                   for i in range(0, len(items), n))
+    from kerastl.data.header import image_files, read_images
+
+    files = image_files(items)
+    if not files:
+        raise UserInputError(f"No image files found in {[os.fspath(i) for i in items]}.")
+    return files, lambda n: (read_images(files[i:i + n], max_pixels)
+                             for i in range(0, len(files), n))
