@@ -227,28 +227,51 @@ def from_tfds(name, *, image_size, batch_size: int = 32, data_dir: str | None = 
     labels = _read_labels(tfds, builder, wanted[0], image_key, label_key)
     class_counts = np.bincount(labels, minlength=len(class_names)).tolist()
     if "val" not in sources and fraction > 0:
-        _, val_idx = stratified_split(labels.tolist(), fraction, seed)
-        is_val = np.zeros(len(labels), dtype=bool)
-        is_val[val_idx] = True
-        table = tf.constant(is_val)
-        indexed = sources["train"].enumerate()
+        class_counts = _cut_validation(sources, counts, labels, fraction, seed,
+                                       len(class_names))
+    datasets, augmented = _finish_splits(
+        sources, counts, size=size, resize=resize, batch_size=batch_size, cache=cache,
+        shuffle=shuffle, seed=seed, deterministic=deterministic, augment=augment,
+        num_classes=len(class_names),
+        source_id=f"{builder.name}:{builder.info.version}:{wanted}:{fraction}:{seed}")
+    return Splits(train=datasets["train"], val=datasets["val"], test=datasets["test"],
+                  class_names=class_names, counts=counts, image_size=size,
+                  augmented=augmented, class_counts=class_counts,
+                  augmentation=model_augmentation, resize=resize,
+                  label_mode="one_hot" if augment_lib.mixes_labels(augment) else "int")
 
-        def in_val(i, example):
-            return table[i]
 
-        def in_train(i, example):
-            return tf.logical_not(table[i])
+def _cut_validation(sources: dict, counts: dict, labels: np.ndarray, fraction: float,
+                    seed: int, num_classes: int) -> list[int]:
+    """Cut a stratified, seeded validation split out of ``sources["train"]`` (in place);
+    return the class counts of what stays in train."""
+    _, val_idx = stratified_split(labels.tolist(), fraction, seed)
+    is_val = np.zeros(len(labels), dtype=bool)
+    is_val[val_idx] = True
+    table = tf.constant(is_val)
+    indexed = sources["train"].enumerate()
 
-        def drop_index(i, example):
-            return example
+    def in_val(i, example):
+        return table[i]
 
-        counts["val"], counts["train"] = int(is_val.sum()), int((~is_val).sum())
-        # filter() loses the cardinality; restore it so Keras knows the steps.
-        sources["val"] = indexed.filter(in_val).map(drop_index).apply(
-            tf.data.experimental.assert_cardinality(counts["val"]))
-        sources["train"] = indexed.filter(in_train).map(drop_index).apply(
-            tf.data.experimental.assert_cardinality(counts["train"]))
-        class_counts = np.bincount(labels[~is_val], minlength=len(class_names)).tolist()
+    def in_train(i, example):
+        return tf.logical_not(table[i])
+
+    def drop_index(i, example):
+        return example
+
+    counts["val"], counts["train"] = int(is_val.sum()), int((~is_val).sum())
+    # filter() loses the cardinality; restore it so Keras knows the steps.
+    sources["val"] = indexed.filter(in_val).map(drop_index).apply(
+        tf.data.experimental.assert_cardinality(counts["val"]))
+    sources["train"] = indexed.filter(in_train).map(drop_index).apply(
+        tf.data.experimental.assert_cardinality(counts["train"]))
+    return np.bincount(labels[~is_val], minlength=num_classes).tolist()
+
+
+def _finish_splits(sources: dict, counts: dict, *, size, resize, batch_size, cache, shuffle,
+                   seed, deterministic, augment, num_classes, source_id):
+    """Resize, cache, shuffle, batch and augment each split: ``(datasets, augmented)``."""
     datasets = {"val": None, "test": None}
     augmented = False
     for key, ds in sources.items():
@@ -263,11 +286,6 @@ def from_tfds(name, *, image_size, batch_size: int = 32, data_dir: str | None = 
             ds, num_examples=counts[key], image_size=size, resize=resize,
             batch_size=batch_size, training=training, cache=cache, split=key,
             shuffle=shuffle, seed=seed, deterministic=ordered, augment=augment,
-            num_classes=len(class_names),
-            source_id=f"{builder.name}:{builder.info.version}:{wanted}:{fraction}:{seed}")
+            num_classes=num_classes, source_id=source_id)
         augmented = augmented or aug
-    return Splits(train=datasets["train"], val=datasets["val"], test=datasets["test"],
-                  class_names=class_names, counts=counts, image_size=size,
-                  augmented=augmented, class_counts=class_counts,
-                  augmentation=model_augmentation, resize=resize,
-                  label_mode="one_hot" if augment_lib.mixes_labels(augment) else "int")
+    return datasets, augmented
