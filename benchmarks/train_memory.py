@@ -30,15 +30,18 @@ group unfrozen in phase 2, ``--phase2-steps 8``):
                                                evaluation 2419 MiB)
     after / before: 0.840
 
-The target is NOT met. What remains is mostly the fine-tuning step itself: the
-same command on 60 images (no cache to speak of) peaks at 2.01-2.08 GB (1914-1985
-MiB), ~0.75 GB
-of TensorFlow and the model plus ~1 GB while a batch of 32 at 224 px is trained
-through the whole unfrozen backbone. Below 2 GB needs the training step to
-hold less (smaller batches or gradient accumulation for full fine-tuning at
-224 px, recomputation), which is kerastl/training's, not the data pipeline's.
-An earlier full run (1+1 epochs, before the evaluation fix of e65773c)
-measured 5.73 GB.
+The target is NOT met. The data pipeline's share is now small: the same run
+with every split in the file cache and a 32 MiB shuffle buffer sampled 2412 MiB,
+and a second "after" run with tf.data's autotune RAM budget capped at 256 MiB
+gave 2.67 GB (2547 MiB; no gain, not kept: run-to-run spread is ~0.1 GB). What
+remains is the fine-tuning step: the same command on 60 images (no cache to
+speak of) peaks at 2.01-2.08 GB (1914-1985 MiB): ~0.75 GB of TensorFlow and the
+model, plus ~1 GB while a batch of 32 at 224 px is trained through the whole
+unfrozen backbone; with 5,000 images phase 2 reaches ~2.4 GB. Below 2 GB needs
+the training step to hold less (smaller batches or gradient accumulation for
+full fine-tuning at 224 px, recomputation), which is kerastl/training's, not the
+data pipeline's. An earlier full run (1+1 epochs, before the evaluation fix of
+e65773c) measured 5.73 GB.
 
 Usage:
     python benchmarks/train_memory.py [--images 5000] [--head-epochs 1] [--epochs 1]
