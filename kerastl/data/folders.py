@@ -215,8 +215,10 @@ def image_folder(path: str | os.PathLike, *, image_size, batch_size: int = 32,
             dict of options (see :mod:`kerastl.data.augment`); training only.
         resize: ``"stretch"``, ``"crop"`` (central), ``"pad"`` or ``"random_crop"``
             (random window in training, central in val/test).
-        cache: ``"auto"`` (memory when the decoded images fit in 2 GiB), ``True``,
-            ``False`` or a file prefix for an on-disk cache.
+        cache: ``"auto"`` (memory when a split's decoded images fit in 512 MiB,
+            else a temporary file cache removed when the process ends; see
+            :func:`kerastl.data.pipeline.resolve_cache`), ``True``, ``False`` or a
+            file prefix for an on-disk cache (kept).
         labels_csv: CSV of ``filename,labels`` (or one 0/1 column per class) for
             multi-label data; labels become int32 multi-hot vectors.
         shuffle: shuffle the training set each epoch.
