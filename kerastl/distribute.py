@@ -22,6 +22,7 @@ import os
 import keras
 import tensorflow as tf
 
+from kerastl._compat import flatten_layers
 from kerastl.errors import UserInputError, close_matches
 
 log = logging.getLogger(__name__)
@@ -365,8 +366,8 @@ def rebuild(model: keras.Model, *, strategy: tf.distribute.Strategy | None = Non
     with scope:
         clone = model.__class__.from_config(config)
         clone.set_weights(model.get_weights())
-    for source, target in zip(model._flatten_layers(include_self=False, recursive=True),
-                              clone._flatten_layers(include_self=False, recursive=True),
+    for source, target in zip(flatten_layers(model, include_self=False),
+                              flatten_layers(clone, include_self=False),
                               strict=True):
         target.trainable = source.trainable
     return clone

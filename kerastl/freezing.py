@@ -20,6 +20,7 @@ import re
 
 import keras
 
+from kerastl._compat import flatten_layers
 from kerastl.backbones.preprocessing import Preprocess
 from kerastl.backbones.registry import BackboneSpec, backbone_spec
 from kerastl.errors import UserInputError, close_matches
@@ -50,7 +51,7 @@ def _is_bn(layer) -> bool:
 def _set_layer_trainable(layer, value: bool, train_bn: bool) -> None:
     layer.trainable = value
     if value and not train_bn:
-        for sub in layer._flatten_layers(include_self=True, recursive=True):
+        for sub in flatten_layers(layer, include_self=True):
             if _is_bn(sub):
                 sub.trainable = False
 
@@ -242,7 +243,7 @@ def trainable_report(model: keras.Model) -> list[dict]:
                 row["bn_layers"] += 1
                 row["frozen_bn"] = row["frozen_bn"] and unit.bn_frozen()
             continue
-        for sub in unit.layer._flatten_layers(include_self=True, recursive=True):
+        for sub in flatten_layers(unit.layer, include_self=True):
             if _is_bn(sub):
                 row["bn_layers"] += 1
                 if sub.trainable and _effectively_trainable(sub, trainable_ids):

@@ -30,22 +30,35 @@ import ctypes
 import gc
 import logging
 import sys
+import warnings
 
 import keras
+
+from kerastl import _compat
 
 log = logging.getLogger(__name__)
 
 _PREFIX = "CustomGradient-"
+_warned = False  # the registry moved: warned once per process
 
 
 def _registry() -> dict | None:
-    """TensorFlow's global gradient registry (private API), or None if it moved."""
+    """TensorFlow's global gradient registry (private API), or None if it moved.
+
+    When it moved, warns once (a ``RuntimeWarning`` and a log warning) that
+    nothing will be released, instead of silently removing nothing.
+    """
+    global _warned
     try:
-        from tensorflow.python.framework import ops
-    except ImportError:  # pragma: no cover - TensorFlow is a dependency
+        return _compat.gradient_registry()
+    except _compat.PrivateAPIMissing as err:
+        if not _warned:
+            _warned = True
+            message = (f"kerastl.memory cannot release traced models' graphs: {err} "
+                       "Each model trained in this process stays in memory.")
+            log.warning("%s", message)
+            warnings.warn(message, RuntimeWarning, stacklevel=3)
         return None
-    registry = getattr(getattr(ops, "_gradient_registry", None), "_registry", None)
-    return registry if isinstance(registry, dict) else None
 
 
 def custom_gradient_names() -> set[str]:
@@ -58,8 +71,9 @@ def forget_custom_gradients(keep: set[str]) -> int:
     """Remove registered custom gradients whose names are not in ``keep``.
 
     Returns:
-        How many entries were removed (0 when TensorFlow's registry is not
-        where this TensorFlow version is known to keep it).
+        How many entries were removed (0, with a warning the first time, when
+        TensorFlow's registry is not where this TensorFlow version is known to
+        keep it: see :func:`kerastl._compat.gradient_registry`).
     """
     registry = _registry()
     if registry is None:

@@ -1,4 +1,5 @@
 import gc
+import warnings
 
 import keras
 import numpy as np
@@ -92,3 +93,19 @@ def test_release_returns_the_number_removed(clear):
     _trace_custom_gradient()
     assert graphs.release(clear_session=clear) == 1
     assert graphs.release(clear_session=clear) == 0
+
+
+def test_a_moved_gradient_registry_warns_once_instead_of_removing_nothing_silently(monkeypatch):
+    from tensorflow.python.framework import ops
+
+    from kerastl import _compat, memory
+
+    monkeypatch.setattr(memory, "_warned", False)
+    monkeypatch.delattr(ops, "_gradient_registry")
+    with pytest.raises(_compat.PrivateAPIMissing, match="_gradient_registry"):
+        _compat.gradient_registry()
+    with pytest.warns(RuntimeWarning, match="cannot release traced models' graphs"):
+        assert forget_custom_gradients(set()) == 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # once per process, not on every trial
+        assert custom_gradient_names() == set()

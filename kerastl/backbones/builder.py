@@ -7,6 +7,7 @@ import os
 
 import keras
 
+from kerastl._compat import flatten_layers
 from kerastl.backbones import weights as weights_lib
 from kerastl.backbones.preprocessing import Preprocess
 from kerastl.backbones.registry import BackboneSpec, backbone_spec
@@ -36,7 +37,7 @@ class FrozenDropout(keras.layers.Dropout):
 
 def _frozen_aware_dropout(model: keras.Model) -> None:
     """Make every plain Dropout of a backbone a :class:`FrozenDropout` (same weights, config)."""
-    for layer in model._flatten_layers(include_self=False, recursive=True):
+    for layer in flatten_layers(model, include_self=False):
         if type(layer) is keras.layers.Dropout:
             layer.__class__ = FrozenDropout
 

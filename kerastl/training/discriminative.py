@@ -24,6 +24,8 @@ import math
 
 import keras
 
+from kerastl import _compat
+from kerastl._compat import flatten_layers, own_trainable_variables
 from kerastl.errors import UserInputError
 from kerastl.freezing import backbone_units, find_backbone
 from kerastl.training.optimizers import momentum_option
@@ -60,7 +62,7 @@ class _PerVariableRates:
 
     def multiplier(self, variable) -> float:
         """The learning-rate multiplier of ``variable`` (the optimizer must be built)."""
-        return self._multiplier_by_index[self._get_variable_index(variable)]
+        return self._multiplier_by_index[_compat.optimizer_variable_index(self, variable)]
 
     def update_step(self, gradient, variable, learning_rate):
         factor = self.multiplier(variable)
@@ -68,13 +70,13 @@ class _PerVariableRates:
             learning_rate = learning_rate * factor
         return super().update_step(gradient, variable, learning_rate)
 
-    def _apply_weight_decay(self, variables):
+    def _apply_weight_decay(self, variables):  # a private Keras hook: see kerastl._compat
         if self.weight_decay is None:
             return
         if keras.backend.backend() != "tensorflow":
-            lr = self._get_current_learning_rate()
+            lr = _compat.optimizer_current_learning_rate(self)
             for variable in variables:
-                if self._use_weight_decay(variable):
+                if _compat.optimizer_uses_weight_decay(self, variable):
                     decay = keras.ops.cast(self.weight_decay * self.multiplier(variable),
                                            variable.dtype)
                     variable.assign(variable - variable * decay * keras.ops.cast(
@@ -83,7 +85,7 @@ class _PerVariableRates:
         import tensorflow as tf
 
         def decay_one(variable, factor):
-            if self._use_weight_decay(variable):
+            if _compat.optimizer_uses_weight_decay(self, variable):
                 lr = tf.cast(self.learning_rate, variable.dtype)
                 wd = tf.cast(self.weight_decay * factor, variable.dtype)
                 variable.assign_sub(variable * wd * lr)
@@ -96,8 +98,8 @@ class _PerVariableRates:
                 distribution.extended.update(
                     variable, functools.partial(decay_one, factor=factor), group=False)
 
-        tf.__internal__.distribute.interim.maybe_merge_call(
-            distributed, self._distribution_strategy, variables)
+        _compat.maybe_merge_call(distributed, _compat.optimizer_distribution_strategy(self),
+                                 variables)
 
     def get_config(self):
         config = super().get_config()
@@ -188,9 +190,9 @@ def layerwise_multipliers(model: keras.Model, decay: float = 0.5, *,
 def no_decay_variables(model: keras.Model) -> list:
     """Variables that weight decay should skip: normalisation layers' weights and biases."""
     skip, seen = [], set()
-    for layer in model._flatten_layers(include_self=True, recursive=True):
+    for layer in flatten_layers(model, include_self=True):
         is_norm = isinstance(layer, _NORM_LAYERS)
-        for v in layer._trainable_variables:
+        for v in own_trainable_variables(layer):
             if id(v) in seen:
                 continue
             if is_norm or v.name == "bias" or len(v.shape) <= 1:

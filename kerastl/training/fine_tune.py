@@ -17,6 +17,7 @@ import keras
 import tensorflow as tf
 
 from kerastl import distribute
+from kerastl._compat import flatten_layers
 from kerastl.config import DEFAULTS
 from kerastl.errors import UserInputError
 from kerastl.freezing import find_backbone
@@ -193,8 +194,8 @@ def fine_tune(model: keras.Model, train: tf.data.Dataset, val: tf.data.Dataset |
         result = runner.run()
     if work is not model:
         model.set_weights(work.get_weights())
-        for source, target in zip(work._flatten_layers(include_self=False, recursive=True),
-                                  model._flatten_layers(include_self=False, recursive=True),
+        for source, target in zip(flatten_layers(work, include_self=False),
+                                  flatten_layers(model, include_self=False),
                                   strict=True):
             target.trainable = source.trainable
         result.model = model

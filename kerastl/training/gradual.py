@@ -26,6 +26,7 @@ import math
 
 import keras
 
+from kerastl._compat import flatten_layers, optimizer_knows, own_trainable_variables
 from kerastl.errors import UserInputError
 from kerastl.freezing import find_backbone, unfreeze
 
@@ -35,8 +36,8 @@ log = logging.getLogger(__name__)
 def trainable_candidates(model: keras.Model) -> list:
     """Every variable of ``model`` that training could update once its layer is unfrozen."""
     seen, out = set(), []
-    for layer in model._flatten_layers(include_self=True, recursive=True):
-        for v in layer._trainable_variables:
+    for layer in flatten_layers(model, include_self=True):
+        for v in own_trainable_variables(layer):
             if id(v) not in seen:
                 seen.add(id(v))
                 out.append(v)
@@ -62,8 +63,7 @@ def prebuild_optimizer(optimizer: keras.optimizers.Optimizer,
 
 
 def _unknown(optimizer, model) -> list:
-    return [v for v in trainable_candidates(model)
-            if optimizer._var_key(v) not in optimizer._trainable_variables_indices]
+    return [v for v in trainable_candidates(model) if not optimizer_knows(optimizer, v)]
 
 
 class GradualUnfreezing(keras.callbacks.Callback):

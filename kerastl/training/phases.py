@@ -18,6 +18,7 @@ import keras
 import tensorflow as tf
 
 from kerastl import distribute
+from kerastl._compat import flatten_layers
 from kerastl.data.pipeline import epoch_order, pass_counter
 from kerastl.errors import UserInputError
 from kerastl.freezing import find_backbone, freeze
@@ -64,7 +65,7 @@ def _head_model(model: keras.Model, backbone: keras.Model):
 
 def _augmentation_layers(model: keras.Model) -> list[str]:
     names = []
-    for layer in model._flatten_layers(include_self=False, recursive=True):
+    for layer in flatten_layers(model, include_self=False):
         cls = type(layer).__name__
         if cls.startswith("Random") or cls in ("RandAugment", "MixUp", "CutMix", "AugMix",
                                                "AutoContrast"):
@@ -181,7 +182,7 @@ class TwoPhases:
             return
         if phase_epochs_done is None:
             phase_epochs_done = len(self.rows) - (self.phase1_epochs if phase == 2 else 0)
-        layers = self.model._flatten_layers(include_self=False, recursive=True)
+        layers = flatten_layers(self.model, include_self=False)
         state = {"status": status or f"phase{phase}", "phase": phase,
                  "phase_epochs_done": phase_epochs_done, "phase1_epochs": self.phase1_epochs,
                  "epochs_done": len(self.rows), "history": self.rows,
@@ -235,7 +236,7 @@ class TwoPhases:
         return found
 
     def _set_trainable(self, flags):
-        layers = self.model._flatten_layers(include_self=False, recursive=True)
+        layers = flatten_layers(self.model, include_self=False)
         for layer, flag in zip(layers, flags, strict=True):
             layer.trainable = flag
 

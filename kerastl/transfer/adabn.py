@@ -16,6 +16,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from kerastl._compat import flatten_layers
 from kerastl.errors import DataError, UserInputError
 
 log = logging.getLogger(__name__)
@@ -23,7 +24,7 @@ log = logging.getLogger(__name__)
 
 def batchnorm_layers(model: keras.Model) -> list[keras.layers.BatchNormalization]:
     """Every BatchNormalization layer in ``model``, nested models included, in order."""
-    return [layer for layer in model._flatten_layers(include_self=False, recursive=True)
+    return [layer for layer in flatten_layers(model, include_self=False)
             if isinstance(layer, keras.layers.BatchNormalization)]
 
 

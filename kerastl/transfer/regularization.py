@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import keras
 
+from kerastl._compat import flatten_layers
 from kerastl.errors import UserInputError
 
 _KERNEL_LAYERS = (keras.layers.Dense, keras.layers.Conv2D, keras.layers.DepthwiseConv2D)
@@ -18,13 +19,12 @@ _KERNEL_LAYERS = (keras.layers.Dense, keras.layers.Conv2D, keras.layers.Depthwis
 def _kernel_layers(model, scope: str) -> list:
     from kerastl.freezing import find_backbone
 
-    layers = [layer for layer in model._flatten_layers(include_self=False, recursive=True)
+    layers = [layer for layer in flatten_layers(model, include_self=False)
               if isinstance(layer, _KERNEL_LAYERS)]
     if scope == "all":
         return layers
     backbone, _spec = find_backbone(model)
-    inside = {id(layer) for layer in backbone._flatten_layers(include_self=True,
-                                                              recursive=True)}
+    inside = {id(layer) for layer in flatten_layers(backbone, include_self=True)}
     return [layer for layer in layers if id(layer) not in inside]
 
 

@@ -13,6 +13,7 @@ import keras
 import keras_tuner as kt
 import tensorflow as tf
 
+from kerastl import _compat
 from kerastl.atomic import remove_stale_temp_files
 from kerastl.errors import (
     DataError,
@@ -313,10 +314,8 @@ def search(train, val=None, *, backbones: Sequence[str] = ("efficientnet_lite0",
                           executions_per_trial=executions_per_trial)
     log.info("Search %s: %s tuner, results in %s", project_name, key, project_dir)
     stopped = None
-    from keras_tuner.src import config as kt_config
-
     # A failed trial is logged in one line (the tuner does it), not a traceback on stderr.
-    kt_debug, kt_config.DEBUG = kt_config.DEBUG, False
+    kt_debug = _compat.set_keras_tuner_debug(False)
     try:
         if data_dir is not None:
             isolate.save_datasets(train, val, str(data_dir))
@@ -327,7 +326,7 @@ def search(train, val=None, *, backbones: Sequence[str] = ("efficientnet_lite0",
             raise
         stopped = err
     finally:
-        kt_config.DEBUG = kt_debug
+        _compat.set_keras_tuner_debug(kt_debug)
         # The copy of the data serves this search's trials only (a killed search
         # leaves it for its resume, which removes it when it ends).
         if data_dir is not None and not keep_cache:
@@ -378,8 +377,7 @@ def _failure(ktuner, result: SearchResult, stopped) -> SearchFailedError:
 
 
 def _role() -> str:
-    from keras_tuner.src.distribute import utils as dist_utils
-
+    dist_utils = _compat.kt_distribute_utils()
     if not dist_utils.has_chief_oracle():
         return "local"
     return "chief" if dist_utils.is_chief_oracle() else "worker"

@@ -28,6 +28,7 @@ import time
 
 import keras_tuner as kt
 
+from kerastl import _compat
 from kerastl.atomic import atomic_write_json
 from kerastl.memory import GraphRelease
 
@@ -62,11 +63,11 @@ class _AtomicSaves:
     """Oracle mixin: the oracle's and each trial's JSON are replaced atomically."""
 
     def save(self):
-        write_json_atomic(self._get_oracle_fname(), self.get_state())
+        write_json_atomic(_compat.oracle_state_file(self), self.get_state())
 
-    def _save_trial(self, trial):
-        write_json_atomic(os.path.join(self._get_trial_dir(trial.trial_id), "trial.json"),
-                          trial.get_state())
+    def _save_trial(self, trial):  # private KerasTuner hooks: see kerastl._compat
+        trial_dir = _compat.oracle_trial_dir(self, trial.trial_id)
+        write_json_atomic(os.path.join(trial_dir, "trial.json"), trial.get_state())
 
 
 class HyperbandOracle(_AtomicSaves, kt.oracles.HyperbandOracle):
@@ -110,6 +111,8 @@ class KerastlTuner(kt.Tuner):
         super().__init__(oracle=oracle, hypermodel=hypermodel, **kwargs)
 
     # -- search space: declaring needs no model build ---------------------------
+    # (_populate_initial_space, _build_hypermodel and _run_and_update_trial are
+    # private KerasTuner hooks, listed and tested in kerastl._compat)
 
     def _populate_initial_space(self):
         declare = getattr(self.hypermodel, "values", None)
@@ -122,18 +125,16 @@ class KerastlTuner(kt.Tuner):
     # -- state ------------------------------------------------------------------
 
     def save(self):
-        if not self._is_worker():
+        if not _compat.tuner_is_worker(self):
             self.oracle.save()
-        write_json_atomic(self._get_tuner_fname(), self.get_state())
+        write_json_atomic(_compat.tuner_state_file(self), self.get_state())
 
     def on_search_begin(self):
         super().on_search_begin()
         self.save()  # from now on a restart reloads this project
 
     def search(self, *fit_args, **fit_kwargs):
-        from keras_tuner.src.distribute import utils as dist_utils
-
-        if dist_utils.is_chief_oracle():
+        if _compat.kt_distribute_utils().is_chief_oracle():
             self.oracle.verbose = fit_kwargs.get("verbose", self.oracle.verbose)
             self.save()
             serve_chief(self.oracle, poll_seconds=self.chief_poll_seconds)
@@ -146,7 +147,8 @@ class KerastlTuner(kt.Tuner):
     def _build_hypermodel(self, hp):
         model = super()._build_hypermodel(hp)
         if "tuner/trial_id" in hp.values:  # Hyperband: continue the previous bracket's model
-            model.load_weights(self._get_checkpoint_fname(hp.values["tuner/trial_id"]))
+            previous = hp.values["tuner/trial_id"]
+            model.load_weights(_compat.tuner_checkpoint_file(self, previous))
         return model
 
     def _run_and_update_trial(self, trial, *fit_args, **fit_kwargs):
@@ -188,8 +190,8 @@ class KerastlTuner(kt.Tuner):
             raise RuntimeError("isolate_trials needs data_dir (set by kerastl.tuning.search).")
         hp = trial.hyperparameters
         trial_dir = pathlib.Path(self.get_trial_dir(trial.trial_id))
-        checkpoint = self._get_checkpoint_fname(trial.trial_id)
-        previous = (self._get_checkpoint_fname(hp.values["tuner/trial_id"])
+        checkpoint = _compat.tuner_checkpoint_file(self, trial.trial_id)
+        previous = (_compat.tuner_checkpoint_file(self, hp.values["tuner/trial_id"])
                     if "tuner/trial_id" in hp.values else None)
         objective = self.oracle.objective
         best = None
@@ -239,9 +241,8 @@ def serve_chief(oracle, *, poll_seconds: float = 0.5, ip: str | None = None,
     from concurrent import futures
 
     import grpc
-    from keras_tuner.src import protos
-    from keras_tuner.src.distribute import oracle_chief
 
+    protos, oracle_chief = _compat.kt_protos(), _compat.kt_oracle_chief()
     ip = ip or os.environ["KERASTUNER_ORACLE_IP"]
     port = port or os.environ["KERASTUNER_ORACLE_PORT"]
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
