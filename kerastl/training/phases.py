@@ -19,6 +19,7 @@ import tensorflow as tf
 
 from kerastl import distribute
 from kerastl._compat import flatten_layers
+from kerastl.config import DEFAULTS
 from kerastl.data.pipeline import epoch_order, pass_counter
 from kerastl.errors import UserInputError
 from kerastl.freezing import find_backbone, freeze
@@ -171,7 +172,7 @@ class TwoPhases:
                 "unfreeze": o["unfreeze"], "optimizer": str(o["optimizer"]),
                 "learning_rate": o["learning_rate"],
                 "fine_tune_learning_rate": o["fine_tune_learning_rate"],
-                "schedule": o.get("schedule", "constant"),
+                "schedule": o.get("schedule", DEFAULTS.schedule),
                 "layerwise_lr_decay": o.get("layerwise_lr_decay"),
                 "momentum": o.get("momentum"), "l2": o.get("l2")}
 
@@ -270,10 +271,12 @@ class TwoPhases:
         """The phase's optimizer: its schedule, and per-group rates in phase 2."""
         o = self.o
         epochs = {1: o["head_epochs"], 2: o["epochs"]}.get(phase, 0)
-        if phase and epochs and o.get("schedule", "constant") != "constant":
+        schedule = o.get("schedule", DEFAULTS.schedule)
+        if phase and epochs and schedule != "constant":
             steps = _steps_per_epoch(train if train is not None else self.train)
-            learning_rate = make_schedule(o["schedule"], learning_rate,
-                                          total_steps=max(1, epochs * steps), warmup=o["warmup"])
+            learning_rate = make_schedule(schedule, learning_rate,
+                                          total_steps=max(1, epochs * steps),
+                                          warmup=o.get("warmup", DEFAULTS.warmup))
         if phase == 2 and o.get("layerwise_lr_decay") is not None:
             return discriminative_optimizer(target, o["optimizer"], learning_rate,
                                             decay=o["layerwise_lr_decay"],

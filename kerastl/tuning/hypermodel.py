@@ -1,8 +1,13 @@
 """A KerasTuner ``HyperModel`` for transfer learning: backbone, head and fine-tuning depth.
 
-Every hyperparameter has an explicit default (:data:`DEFAULTS`) equal to the
-defaults of :func:`kerastl.build_classifier` and :func:`kerastl.fine_tune`, so a
-default ``build(hp)`` is the model ``kerastl train`` would build. The caller
+Every hyperparameter has an explicit default (:data:`DEFAULTS`) taken from
+:data:`kerastl.config.DEFAULTS` (the one :class:`~kerastl.FineTuneConfig` behind
+:func:`kerastl.build_classifier`, :func:`kerastl.fine_tune` and ``kerastl
+train``), so a default ``build(hp)`` and ``fit`` are what ``kerastl train`` would
+build and train: dropout 0.2, no hidden layer, rates 1e-3 / 1e-4, Adam, no
+label smoothing, no augmentation, and phase 2 unfreezes the *whole* backbone
+(``unfreeze_groups`` defaults to every group, as ``fine_tune`` does), with the
+config's learning-rate schedule and warmup. The caller
 can fix a hyperparameter (``fixed={"dropout": 0.3}`` or ``hp.Fixed`` before
 the search) or narrow its range (``space={"learning_rate": {"min": 1e-4,
 "max": 1e-3}, "backbone": ["mobilenet_v2"]}``).
@@ -11,7 +16,8 @@ Epoch budget of one ``fit`` call: ``E = epochs - initial_epoch``. A fresh
 model (``initial_epoch == 0``) trains the head for
 ``max(1, round(E * head_epoch_fraction))`` epochs on the frozen backbone
 (on cached features when nothing is augmented and that is at least 2 epochs),
-then fine-tunes the top ``unfreeze_groups`` groups for the rest. A model
+then fine-tunes the top ``unfreeze_groups`` groups for the rest (all of them:
+the whole backbone, BatchNorm frozen, as :func:`kerastl.fine_tune`). A model
 that Hyperband resumes from an earlier bracket (``initial_epoch > 0``) already
 has a trained head: all ``E`` epochs go to fine-tuning.
 """
@@ -27,25 +33,32 @@ import keras_tuner as kt
 import tensorflow as tf
 
 from kerastl.backbones import backbone_spec, build_backbone
+from kerastl.config import DEFAULTS as CONFIG
 from kerastl.errors import UserInputError, close_matches
-from kerastl.models import build_classifier
+from kerastl.models import ImageClassifier
 
 #: The search space: name -> (kind, definition). ``default`` is what an
-#: un-tuned build uses; ``backbone``'s default is the first of ``backbones``.
+#: un-tuned build uses, from :data:`kerastl.config.DEFAULTS`; ``backbone``'s
+#: default is the first of ``backbones``. ``unfreeze_groups``' ``None`` max and
+#: default mean "every group": the most groups among the searched backbones
+#: (clipped to each trial's backbone), i.e. the whole backbone, like ``fine_tune``.
 DEFAULTS: dict[str, dict] = {
     "backbone": {"kind": "choice", "values": None, "default": None},
-    "head_units": {"kind": "choice", "values": [0, 128, 256, 512], "default": 0},
-    "dropout": {"kind": "float", "min": 0.0, "max": 0.5, "step": 0.1, "default": 0.2},
+    "head_units": {"kind": "choice", "values": [0, 128, 256, 512],
+                   "default": CONFIG.hidden_units[0] if CONFIG.hidden_units else 0},
+    "dropout": {"kind": "float", "min": 0.0, "max": 0.5, "step": 0.1,
+                "default": CONFIG.dropout},
     "learning_rate": {"kind": "float", "min": 1e-4, "max": 1e-2, "sampling": "log",
-                      "default": 1e-3},
+                      "default": CONFIG.learning_rate},
     "fine_tune_learning_rate": {"kind": "float", "min": 1e-5, "max": 1e-3, "sampling": "log",
-                                "default": 1e-4},
-    "unfreeze_groups": {"kind": "int", "min": 0, "max": 4, "default": 2},
+                                "default": CONFIG.fine_tune_learning_rate},
+    "unfreeze_groups": {"kind": "int", "min": 0, "max": None, "default": None},
     "augmentation": {"kind": "choice", "values": ["none", "light", "default"],
-                     "default": "none"},
-    "label_smoothing": {"kind": "choice", "values": [0.0, 0.1], "default": 0.0},
+                     "default": CONFIG.augment or "none"},
+    "label_smoothing": {"kind": "choice", "values": [0.0, 0.1],
+                        "default": CONFIG.label_smoothing},
     "optimizer": {"kind": "choice", "values": ["adam", "adamw", "sgd", "rmsprop"],
-                  "default": "adam"},
+                  "default": CONFIG.optimizer},
 }
 HYPERPARAMETERS = tuple(DEFAULTS)
 _RANGE_KEYS = {"min", "max", "step", "sampling", "default"}
@@ -73,8 +86,10 @@ class TransferHyperModel(kt.HyperModel):
     Hyperparameters (see :data:`DEFAULTS` for ranges and defaults):
     ``backbone``, ``head_units`` (0 = no hidden layer), ``dropout``,
     ``learning_rate`` (phase 1), ``fine_tune_learning_rate`` (phase 2),
-    ``unfreeze_groups`` (top layer groups unfrozen in phase 2; clipped to the
-    backbone's group count), ``augmentation`` (policy of
+    ``unfreeze_groups`` (top layer groups unfrozen in phase 2, from 0 to the
+    most groups among ``backbones``, clipped to the trial's backbone; default:
+    all of them, i.e. the whole backbone as :func:`kerastl.fine_tune` unfreezes
+    by default; a narrowed range defaults to its max), ``augmentation`` (policy of
     :func:`kerastl.data.augmentation_layers`, run as model layers before the
     backbone), ``label_smoothing`` (integer labels become one-hot for it) and
     ``optimizer``.
@@ -89,9 +104,13 @@ class TransferHyperModel(kt.HyperModel):
             ``{"min", "max", "step", "sampling", "default"}`` or a scalar (fixed).
         fixed: ``{name: value}`` fixed for the whole search.
         head_epoch_fraction: share of a fresh model's epochs spent on the head.
-        patience: early-stopping patience per phase (``None``: off).
-        seed: seed of the augmentation layers.
+        patience: early-stopping patience per phase (``None``: off); default
+            the config's (``kerastl.config.DEFAULTS.patience``).
+        seed: seed of the augmentation layers (default ``DEFAULTS.seed``;
+            ``None``: unseeded).
         verbose: Keras verbosity of training.
+        class_names: one name per class, kept in every built model (and its
+            ``.keras`` file); ``None`` when unknown.
 
     Example:
         >>> hm = TransferHyperModel(10, 96, backbones=("efficientnet_lite0",),
@@ -102,9 +121,9 @@ class TransferHyperModel(kt.HyperModel):
     def __init__(self, num_classes: int, image_size, *,
                  backbones: Sequence[str] = ("efficientnet_lite0",), weights="imagenet",
                  space: Mapping | None = None, fixed: Mapping | None = None,
-                 head_epoch_fraction: float = 0.3, patience: int | None = 3,
-                 seed: int | None = None, verbose=0, name: str | None = None,
-                 strategy=None):
+                 head_epoch_fraction: float = 0.3, patience: int | None = CONFIG.patience,
+                 seed: int | None = CONFIG.seed, verbose=0, name: str | None = None,
+                 strategy=None, class_names: Sequence[str] | None = None):
         super().__init__(name=name, tunable=True)
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
             raise UserInputError(f"num_classes must be an int >= 2. Received: {num_classes!r}")
@@ -130,6 +149,11 @@ class TransferHyperModel(kt.HyperModel):
         if not 0 < head_epoch_fraction < 1:
             raise UserInputError("head_epoch_fraction must be in (0, 1). "
                                  f"Received: {head_epoch_fraction!r}")
+        if class_names is not None:
+            if isinstance(class_names, (str, bytes)) or len(class_names) != num_classes:
+                raise UserInputError(f"class_names must list one name per class "
+                                     f"({num_classes}). Received: {class_names!r}")
+            class_names = tuple(str(n) for n in class_names)
         space, fixed = dict(space or {}), dict(fixed or {})
         _check_space(space, fixed)
         self.num_classes = num_classes
@@ -145,6 +169,7 @@ class TransferHyperModel(kt.HyperModel):
         # A name for kerastl.distribute.get_strategy (picklable for isolated
         # trials) or a tf.distribute.Strategy; None trains without distribution.
         self.strategy = strategy
+        self.class_names = class_names
         self.definitions = {name: self._definition(name) for name in HYPERPARAMETERS}
 
     # -- search space -------------------------------------------------------
@@ -153,6 +178,10 @@ class TransferHyperModel(kt.HyperModel):
         base = dict(DEFAULTS[name])
         if name == "backbone":
             base.update(values=list(self.backbones), default=self.backbones[0])
+        if name == "unfreeze_groups":  # every group: the whole backbone, as fine_tune
+            every = max(len(backbone_spec(b).groups) for b in self.backbones)
+            base.update(max=every if base["max"] is None else base["max"],
+                        default=every if base["default"] is None else base["default"])
         if name in self.fixed:
             return {"kind": "fixed", "default": self.fixed[name]}
         if name not in self.space:
@@ -175,6 +204,8 @@ class TransferHyperModel(kt.HyperModel):
             if not low <= high:
                 raise UserInputError(f"space['{name}']: min must be <= max. Received: {narrowed}")
             default = out.get("default", base["default"])
+            if name == "unfreeze_groups" and "default" not in narrowed:
+                default = high  # "every group" within the narrowed range
             out["default"] = default if low <= default <= high else low
             if base["kind"] == "float" and "step" not in narrowed and "sampling" in narrowed:
                 out.pop("step", None)
@@ -184,6 +215,8 @@ class TransferHyperModel(kt.HyperModel):
             if not values:
                 raise UserInputError(f"space['{name}'] is an empty list.")
             default = base["default"] if base["default"] in values else values[0]
+            if name == "unfreeze_groups" and base["default"] not in values:
+                default = max(values)  # "every group" among the allowed counts
             return {"kind": "choice", "values": values, "default": default}
         return {"kind": "fixed", "default": narrowed}
 
@@ -207,24 +240,26 @@ class TransferHyperModel(kt.HyperModel):
 
     # -- HyperModel ---------------------------------------------------------
 
-    def build(self, hp: kt.HyperParameters) -> keras.Model:
-        """Build the classifier for ``hp`` (uncompiled: ``fit`` compiles each phase)."""
+    def build(self, hp: kt.HyperParameters) -> ImageClassifier:
+        """Build the :class:`~kerastl.ImageClassifier` for ``hp`` (uncompiled: ``fit``
+        compiles each phase).
+
+        Layers: input ``"image"``, the ``"augmentation"`` block (random in
+        training only) when ``augmentation`` is not ``"none"``, the backbone,
+        the head and ``"predictions"``; the model keeps ``class_names``.
+        """
         v = self.values(hp)
         backbone = build_backbone(v["backbone"], weights=self.weights,
                                   image_size=self.image_size)
         hidden = (int(v["head_units"]),) if v["head_units"] else ()
-        classifier = build_classifier(backbone, self.num_classes, dropout=float(v["dropout"]),
-                                      hidden_units=hidden)
-        if v["augmentation"] == "none":
-            return classifier
-        from kerastl.data.augment import augmentation_layers
+        augmentation = None
+        if v["augmentation"] != "none":
+            from kerastl.data.augment import augmentation_layers
 
-        augment = augmentation_layers(v["augmentation"], seed=self.seed)
-        inputs = keras.Input((*self.image_size, 3), name="image")
-        x = augment(inputs)
-        for layer in classifier.layers[1:]:  # a simple chain: backbone, head layers
-            x = layer(x)
-        return keras.Model(inputs, x, name=classifier.name)
+            augmentation = augmentation_layers(v["augmentation"], seed=self.seed)
+        return ImageClassifier(backbone, self.num_classes, dropout=float(v["dropout"]),
+                               hidden_units=hidden, class_names=self.class_names,
+                               augmentation=augmentation)
 
     def split_epochs(self, epochs: int, initial_epoch: int = 0) -> tuple[int, int]:
         """``(head_epochs, fine_tune_epochs)`` for one ``fit`` call (see the module doc)."""
@@ -259,7 +294,7 @@ class TransferHyperModel(kt.HyperModel):
                                  f"{sorted(kwargs)}")
         start = time.perf_counter()
         v = self.values(hp)
-        epochs = epochs if epochs is not None else 10
+        epochs = epochs if epochs is not None else CONFIG.head_epochs + CONFIG.epochs
         head_epochs, ft_epochs = self.split_epochs(epochs, initial_epoch)
         savers, forwarded = [], []
         for cb in callbacks or []:
@@ -267,13 +302,16 @@ class TransferHyperModel(kt.HyperModel):
         train, val = x, validation_data
         if v["label_smoothing"] and len(train.element_spec[1].shape) < 2:
             train, val = (_one_hot(ds, self.num_classes) for ds in (train, val))
-        groups = min(int(v["unfreeze_groups"]), len(backbone_spec(v["backbone"]).groups))
+        n_groups = len(backbone_spec(v["backbone"]).groups)
+        groups = min(int(v["unfreeze_groups"]), n_groups)
+        # Every group: the whole backbone (BatchNorm frozen), what fine_tune's default does.
+        unfreeze = {"groups": groups} if groups < n_groups else {}
         result = fine_tune(
             model, train, val, head_epochs=head_epochs, epochs=ft_epochs,
             learning_rate=float(v["learning_rate"]),
             fine_tune_learning_rate=float(v["fine_tune_learning_rate"]),
-            unfreeze={"groups": groups}, callbacks=[BuildOptimizerFirst(), *forwarded],
-            optimizer=v["optimizer"],
+            unfreeze=unfreeze, callbacks=[BuildOptimizerFirst(), *forwarded],
+            optimizer=v["optimizer"], schedule=CONFIG.schedule, warmup=CONFIG.warmup,
             label_smoothing=float(v["label_smoothing"]), patience=self.patience,
             verbose=self.verbose if verbose is None else verbose,
             **({"strategy": self.strategy} if self.strategy is not None else {}),

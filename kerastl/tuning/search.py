@@ -15,6 +15,7 @@ import tensorflow as tf
 
 from kerastl import _compat
 from kerastl.atomic import remove_stale_temp_files
+from kerastl.config import DEFAULTS
 from kerastl.errors import (
     DataError,
     KerastlError,
@@ -174,7 +175,7 @@ def search(train, val=None, *, backbones: Sequence[str] = ("efficientnet_lite0",
            tuner: str = "hyperband", max_trials: int | None = None, max_epochs: int = 10,
            directory: str | os.PathLike = "tuning", project_name: str | None = None,
            overwrite: bool = False, hypermodel: TransferHyperModel | None = None,
-           objective: str = "val_accuracy", seed: int | None = None, image_size=None,
+           objective: str = "val_accuracy", seed: int | None = DEFAULTS.seed, image_size=None,
            num_classes: int | None = None, isolate_trials: bool = False,
            executions_per_trial: int = 1, weights="imagenet", fixed: Mapping | None = None,
            space: Mapping | None = None, hyperparameters: kt.HyperParameters | None = None,
@@ -210,7 +211,8 @@ def search(train, val=None, *, backbones: Sequence[str] = ("efficientnet_lite0",
         hypermodel: a ready :class:`TransferHyperModel` (overrides the
             backbones/weights/space/fixed/image_size/num_classes arguments).
         objective: metric to maximise (``val_accuracy``) or minimise (``*loss``).
-        seed: seed of the oracle and the augmentation layers.
+        seed: seed of the oracle and the augmentation layers (default: the training
+            default, ``kerastl.config.DEFAULTS.seed``; ``None``: unseeded).
         image_size: ``(h, w)``; inferred from ``train`` when its shape is static.
         num_classes: inferred from the labels when absent.
         isolate_trials: run each trial in its own process (datasets are saved
@@ -250,9 +252,12 @@ def search(train, val=None, *, backbones: Sequence[str] = ("efficientnet_lite0",
     """
     from kerastl.data.splits import Splits
 
+    class_names = None
     if isinstance(train, Splits):
         splits = train
         train, val = splits.train, val if val is not None else splits.val
+        if num_classes in (None, splits.num_classes):  # the models keep the class names
+            class_names = list(splits.class_names)
         num_classes = num_classes or splits.num_classes
         image_size = image_size or splits.image_size
     key = str(tuner).lower().replace("-", "_")
@@ -279,7 +284,7 @@ def search(train, val=None, *, backbones: Sequence[str] = ("efficientnet_lite0",
         hypermodel = TransferHyperModel(
             num_classes or _infer_num_classes(train, val), image_size, backbones=backbones,
             weights=weights, space=space, fixed=fixed, seed=seed, verbose=verbose,
-            strategy=strategy)
+            strategy=strategy, class_names=class_names)
     elif not isinstance(hypermodel, kt.HyperModel):
         raise UserInputError("hypermodel must be a keras_tuner.HyperModel (e.g. "
                              f"TransferHyperModel). Received: {type(hypermodel).__name__}")

@@ -14,8 +14,9 @@ from kerastl.tuning import DEFAULTS, HYPERPARAMETERS, TransferHyperModel
 
 DOCUMENTED = {  # docs/tuning.md, "Search space"
     "backbone": TINY_BACKBONE, "head_units": 0, "dropout": 0.2, "learning_rate": 1e-3,
-    "fine_tune_learning_rate": 1e-4, "unfreeze_groups": 2, "augmentation": "none",
-    "label_smoothing": 0.0, "optimizer": "adam",
+    "fine_tune_learning_rate": 1e-4,
+    # every group of the backbones searched (mobilenet_v2: 8), i.e. the whole backbone
+    "unfreeze_groups": 8, "augmentation": "none", "label_smoothing": 0.0, "optimizer": "adam",
 }
 
 
@@ -42,6 +43,46 @@ def test_default_build_matches_documented_defaults():
     assert ft["learning_rate"].default == DEFAULTS["learning_rate"]["default"]
     assert ft["fine_tune_learning_rate"].default == DEFAULTS["fine_tune_learning_rate"]["default"]
     assert ft["optimizer"].default == DEFAULTS["optimizer"]["default"]
+
+
+def test_defaults_come_from_the_one_training_config():
+    from kerastl.config import DEFAULTS as CONFIG
+
+    assert DEFAULTS["dropout"]["default"] == CONFIG.dropout
+    assert DEFAULTS["learning_rate"]["default"] == CONFIG.learning_rate
+    assert DEFAULTS["fine_tune_learning_rate"]["default"] == CONFIG.fine_tune_learning_rate
+    assert DEFAULTS["optimizer"]["default"] == CONFIG.optimizer
+    assert DEFAULTS["label_smoothing"]["default"] == CONFIG.label_smoothing
+    hm = _hm()
+    assert (hm.seed, hm.patience) == (CONFIG.seed, CONFIG.patience)
+    assert inspect.signature(ktl.tuning.search).parameters["seed"].default == CONFIG.seed
+    # fine_tune unfreezes the whole backbone by default; so does an un-tuned trial
+    assert CONFIG.unfreeze is None
+    groups = hm.definitions["unfreeze_groups"]
+    assert (groups["min"], groups["max"], groups["default"]) == (0, 8, 8)
+    only_tiny = _hm(backbones=(TINY_BACKBONE,)).definitions["unfreeze_groups"]
+    assert only_tiny["default"] == len(ktl.backbone_spec(TINY_BACKBONE).groups) == 5
+    # a narrowed space defaults to the most groups it allows
+    narrowed = _hm(space={"unfreeze_groups": [0, 1, 2]}).definitions["unfreeze_groups"]
+    assert narrowed == {"kind": "choice", "values": [0, 1, 2], "default": 2}
+
+
+def test_augmented_build_is_an_image_classifier_with_the_same_layer_names():
+    hp = kt.HyperParameters()
+    hp.Fixed("augmentation", "light")
+    hp.Fixed("head_units", 16)
+    model = _hm(class_names=["cat", "dog", "owl"]).build(hp)
+    assert isinstance(model, ktl.ImageClassifier)
+    names = [layer.name for layer in model.layers]
+    assert names[0] == "image" and names[1] == "augmentation"
+    assert names[-1] == "predictions" and "head_dense_0" in names
+    assert find_backbone(model)[1].name == TINY_BACKBONE
+    assert model.class_names == ("cat", "dog", "owl")
+    assert model.output_shape == (None, 3)
+    plain = _hm().build(kt.HyperParameters())
+    assert isinstance(plain, ktl.ImageClassifier) and plain.class_names is None
+    with pytest.raises(ValueError, match="one name per class"):
+        _hm(class_names=["cat", "dog"])
 
 
 def test_hp_fixed_overrides_the_search_space():
@@ -110,5 +151,8 @@ def test_trials_can_train_under_a_strategy():
     model = hm.build(hp)
     metrics = hm.fit(hp, model, train, validation_data=val, epochs=2)
     assert {"val_accuracy", "val_loss"} <= set(metrics)
+    # the default unfreezes every backbone group (as fine_tune), not just the top 2
+    report = ktl.trainable_report(model)
+    assert all(row["trainable_params"] > 0 for row in report), report
     assert 0.0 <= metrics["val_accuracy"] <= 1.0
     assert inspect.signature(ktl.tuning.search).parameters["strategy"].default is None
