@@ -12,6 +12,7 @@ import pathlib
 
 import numpy as np
 
+from kerastl.config import DEFAULT_SEED
 from kerastl.errors import UserInputError
 from kerastl.runs import as_run
 
@@ -31,7 +32,7 @@ def split_options(data_dir: pathlib.Path, requested: str, run_config: dict):
     """
     own_data = bool(run_config) and _same_folder(data_dir, run_config.get("data_dir") or "")
     fraction = float(run_config.get("validation_split", 0.2)) if own_data else 0.2
-    seed = int(run_config.get("seed", 1337)) if own_data else 1337
+    seed = int(run_config.get("seed", DEFAULT_SEED)) if own_data else DEFAULT_SEED
     has_test = (data_dir / "test").is_dir()
     split = requested
     if split == "auto":

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 
+from kerastl.config import DEFAULT_SEED
 from kerastl.data import augment as augment_lib
 from kerastl.data import decode, pipeline
 from kerastl.data.splits import Splits, check_source_options, stratified_split
@@ -89,7 +90,7 @@ def _dataset(x: np.ndarray, y: np.ndarray) -> tf.data.Dataset:
 
 
 def from_arrays(x, y, *, image_size, batch_size: int = 32, validation_split: float = 0.2,
-                class_names: Sequence[str] | None = None, seed: int = 1337, augment=None,
+                class_names: Sequence[str] | None = None, seed: int = DEFAULT_SEED, augment=None,
                 resize: str = "stretch", cache="auto", shuffle: bool = True,
                 deterministic: bool = False, augment_on: str = "data") -> Splits:
     """Datasets from in-memory images, split into train and val (stratified, seeded).

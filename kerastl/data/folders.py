@@ -8,6 +8,7 @@ import stat
 
 import numpy as np
 
+from kerastl.config import DEFAULT_SEED
 from kerastl.data import augment as augment_lib
 from kerastl.data import decode, header, pipeline, validate
 from kerastl.data.labels_csv import read_labels_csv
@@ -184,7 +185,7 @@ def _validated(paths, labels, skipped, max_pixels, verbose):
 
 
 def image_folder(path: str | os.PathLike, *, image_size, batch_size: int = 32,
-                 validation_split: float = 0.2, seed: int = 1337, augment=None,
+                 validation_split: float = 0.2, seed: int = DEFAULT_SEED, augment=None,
                  resize: str = "stretch", cache="auto", labels_csv: str | None = None,
                  shuffle: bool = True, deterministic: bool = False,
                  augment_on: str = "data", max_pixels: int | None = None,

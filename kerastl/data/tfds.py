@@ -10,6 +10,7 @@ import stat
 import numpy as np
 import tensorflow as tf
 
+from kerastl.config import DEFAULT_SEED
 from kerastl.data import augment as augment_lib
 from kerastl.data import decode, header, pipeline
 from kerastl.data.splits import Splits, check_class_name, check_source_options, stratified_split
@@ -124,7 +125,7 @@ def _to_rgb(image):
 
 def from_tfds(name, *, image_size, batch_size: int = 32, data_dir: str | None = None,
               split=("train", "validation", "test"), validation_split: float = 0.2,
-              seed: int = 1337, augment=None, resize: str = "stretch", cache="auto",
+              seed: int = DEFAULT_SEED, augment=None, resize: str = "stretch", cache="auto",
               shuffle: bool = True, deterministic: bool = False, image_key: str = "image",
               label_key: str = "label", download: bool = True,
               augment_on: str = "data", max_pixels: int | None = None) -> Splits:

@@ -19,7 +19,7 @@ import tensorflow as tf
 
 from kerastl import distribute
 from kerastl._compat import flatten_layers
-from kerastl.config import DEFAULTS
+from kerastl.config import DEFAULT_SEED, DEFAULTS
 from kerastl.data.pipeline import epoch_order, pass_counter
 from kerastl.errors import UserInputError
 from kerastl.freezing import find_backbone, freeze
@@ -388,7 +388,7 @@ class TwoPhases:
                 counter.assign(order["counter"].read_value())
         else:
             train_ds = features_dataset(f_train, y_train, batch_size=batch_size,
-                                        shuffle=True, seed=1337)
+                                        shuffle=True, seed=DEFAULT_SEED)
         self.datasets["features"] = train_ds
         return train_ds, val_ds
 

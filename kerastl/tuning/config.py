@@ -35,6 +35,7 @@ from __future__ import annotations
 import pathlib
 import re
 
+from kerastl.config import DEFAULT_SEED
 from kerastl.errors import UserInputError, close_matches
 from kerastl.paths import check_name
 
@@ -140,7 +141,7 @@ def load_data(data: dict):
         return ktl.data.image_folder(data["path"], image_size=size,
                                      batch_size=data.get("batch_size", 32),
                                      validation_split=data.get("validation_split", 0.2),
-                                     seed=data.get("seed", 1337), augment=data.get("augment"))
+                                     seed=data.get("seed", DEFAULT_SEED), augment=data.get("augment"))
     if source == "tfds":
         if "name" not in data:
             raise UserInputError("data.name is required for source: tfds.")

@@ -19,6 +19,8 @@ import re
 import shutil
 import sys
 
+from kerastl.config import DEFAULT_SEED
+
 #: The folder of a project that holds the isolated trials' copies of the data.
 DATA_FOLDER = "isolated_data"
 
@@ -31,7 +33,7 @@ def load_datasets(data_dir: str):
     val = tf.data.Dataset.load(os.path.join(data_dir, "val"))
     batches = int(train.cardinality())
     if batches > 1:  # the saved copy has one order; shuffle batches each epoch
-        train = train.shuffle(batches, seed=1337, reshuffle_each_iteration=True)
+        train = train.shuffle(batches, seed=DEFAULT_SEED, reshuffle_each_iteration=True)
     return train.prefetch(tf.data.AUTOTUNE), val.prefetch(tf.data.AUTOTUNE)
 
 
