@@ -102,7 +102,7 @@ def test_isolated_trials_run_in_their_own_process(tiny_data, tmp_path):
 def test_splits_infers_classes_and_size(tmp_path):
     import tensorflow as tf
 
-    from kerastl.tuning.search import _infer_image_size, _infer_num_classes
+    from kerastl.tuning.arguments import _infer_image_size, _infer_num_classes
 
     x = np.zeros((6, 40, 48, 3), "float32")
     ds = tf.data.Dataset.from_tensor_slices((x, np.array([0, 4, 1, 2, 0, 1]))).batch(3)
@@ -128,7 +128,7 @@ def test_bad_arguments_fail_before_any_trial(kwargs, message, tiny_data, tmp_pat
 
 
 def test_hp_fixed_given_to_search_reaches_the_oracle(tiny_data, tmp_path):
-    from kerastl.tuning.search import _oracle
+    from kerastl.tuning.arguments import _oracle
 
     hp = kt.HyperParameters()
     hp.Fixed("dropout", 0.35)
