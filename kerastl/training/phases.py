@@ -15,13 +15,11 @@ import os
 import time
 
 import keras
-import tensorflow as tf
 
 from kerastl import distribute
 from kerastl._compat import flatten_layers
 from kerastl.config import DEFAULT_SEED, DEFAULTS
 from kerastl.data.pipeline import epoch_order, pass_counter
-from kerastl.errors import UserInputError
 from kerastl.freezing import find_backbone, freeze
 from kerastl.freezing import unfreeze as unfreeze_model
 from kerastl.training.callbacks import BestWeights, PhaseLogger
@@ -36,59 +34,18 @@ from kerastl.training.discriminative import discriminative_optimizer
 from kerastl.training.distributed import StrategyTrainer
 from kerastl.training.gradual import GradualUnfreezing
 from kerastl.training.optimizers import default_loss_and_metrics, make_optimizer
+from kerastl.training.phase_steps import (
+    _batch_size,
+    _best_row,
+    _head_model,
+    _merge,
+    _should_cache,
+    _steps_per_epoch,
+)
 from kerastl.training.result import FineTuneResult
 from kerastl.training.schedules import make_schedule
 
 log = logging.getLogger(__name__)
-
-
-def _head_model(model: keras.Model, backbone: keras.Model):
-    """A model from backbone features to the output sharing the head's layers, or None."""
-    layers = model.layers
-    if backbone not in layers or not isinstance(layers[0], keras.layers.InputLayer):
-        return None
-    index = layers.index(backbone)
-    if index != 1:
-        return None
-    feature_shape = tuple(backbone.output.shape[1:])
-    inputs = keras.Input(feature_shape, name="features")
-    x = inputs
-    try:
-        for layer in layers[index + 1:]:
-            x = layer(x)
-    except (ValueError, TypeError) as err:
-        log.info("Not caching features: the head is not a simple chain (%s)", err)
-        return None
-    if tuple(x.shape[1:]) != tuple(model.output.shape[1:]):
-        return None
-    return keras.Model(inputs, x, name=f"{model.name}_head")
-
-
-def _augmentation_layers(model: keras.Model) -> list[str]:
-    names = []
-    for layer in flatten_layers(model, include_self=False):
-        cls = type(layer).__name__
-        if cls.startswith("Random") or cls in ("RandAugment", "MixUp", "CutMix", "AugMix",
-                                               "AutoContrast"):
-            names.append(layer.name)
-    return names
-
-
-def _should_cache(cache_features, model, train, head_epochs) -> tuple[bool, str]:
-    if cache_features not in ("auto", True, False):
-        raise UserInputError(
-            f"cache_features must be 'auto', True or False. Received: {cache_features!r}"
-        )
-    if cache_features is False:
-        return False, "cache_features=False"
-    if getattr(train, "_kerastl_augmented", False):
-        return False, "the training data is augmented (each epoch must see new images)"
-    aug = _augmentation_layers(model)
-    if aug:
-        return False, f"the model has augmentation layers ({', '.join(aug[:3])})"
-    if cache_features == "auto" and head_epochs < 2:
-        return False, "a single head epoch costs no more than extracting features"
-    return True, ""
 
 
 def fresh_metrics(metrics):
@@ -406,38 +363,3 @@ class TwoPhases:
                      self.phase1_epochs + o["epochs"],
                      self.callbacks(2, found.state["early_stopping"] if found else None))
         self.timings["phase2"] = time.perf_counter() - start
-
-
-def _steps_per_epoch(dataset) -> int:
-    steps = int(dataset.cardinality())
-    if steps > 0:
-        return steps
-    if steps == int(tf.data.INFINITE_CARDINALITY):
-        raise UserInputError(
-            "The training dataset repeats forever, so an epoch has no end for the learning-rate "
-            "schedule. Pass a finite dataset (no .repeat()), or schedule='constant'.")
-    return sum(1 for _ in dataset)  # unknown cardinality: count the batches once
-
-
-def _batch_size(dataset) -> int:
-    spec = dataset.element_spec[0]
-    size = spec.shape[0]
-    if size is not None:
-        return int(size)
-    for images, _ in dataset.take(1):
-        return int(images.shape[0])
-    raise UserInputError("The training dataset is empty.")
-
-
-def _merge(rows: list[dict]) -> dict[str, list]:
-    keys: list[str] = []
-    for row in rows:
-        keys.extend(k for k in row if k not in keys)
-    return {k: [row.get(k) for row in rows] for k in keys}
-
-
-def _best_row(rows: list[dict], monitor: str) -> dict:
-    scored = [r for r in rows if r.get(monitor, r.get("loss")) is not None]
-    if not scored:
-        return {}
-    return dict(min(scored, key=lambda r: r.get(monitor, r.get("loss"))))
