@@ -240,7 +240,9 @@ def _validate(c: FineTuneConfig) -> None:
         _choice("augment", c.augment, tuple(AUGMENT_POLICIES))
     _choice("resize", c.resize, RESIZE_MODES)
     _int("seed", c.seed, 0)
-    _int("max_pixels", c.max_pixels, 1, optional=True)
+    if c.max_pixels is not None and (not _is_int(c.max_pixels) or c.max_pixels < 1):
+        raise UserInputError(f"max_pixels must be a positive int or None. "
+                             f"Received: max_pixels={c.max_pixels!r}")
     for name in ("head_epochs", "epochs"):
         _int(name, getattr(c, name), 0)
     if c.head_epochs + c.epochs == 0 and c.mode == "fine-tune":

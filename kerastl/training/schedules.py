@@ -163,6 +163,10 @@ class WarmupCosine(keras.optimizers.schedules.CosineDecay):
                 "warmup_steps": self.warmup_steps, "min_ratio": self.min_ratio}
 
 
+#: Longest schedule: more steps are clipped to this (int32 steps, float32 fractions).
+MAX_SCHEDULE_STEPS = 2**31 - 1
+
+
 def make_schedule(name: str, learning_rate: float, *, total_steps: int | None = None,
                   warmup: float = 0.1):
     """A learning rate for ``name``: ``"constant"``, ``"onecycle"`` or ``"cosine"``.
@@ -191,6 +195,10 @@ def make_schedule(name: str, learning_rate: float, *, total_steps: int | None = 
     if total_steps is None:
         raise UserInputError(f"The '{name}' schedule needs total_steps (epochs x steps/epoch).")
     warmup = _check_fraction("warmup", warmup)
+    if isinstance(total_steps, int) and not isinstance(total_steps, bool):
+        # e.g. epochs=10**20 (stopped early): the schedule's step counts are tensors,
+        # and a cosine over 2**31 steps is flat for any run that ends.
+        total_steps = min(total_steps, MAX_SCHEDULE_STEPS)
     if key == "onecycle":
         return OneCycle(learning_rate, total_steps, pct_start=warmup)
     return warmup_cosine(learning_rate, total_steps, warmup_steps=int(warmup * total_steps))

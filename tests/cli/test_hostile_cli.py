@@ -229,11 +229,14 @@ def _with_config(source: Path, target: Path, config: bytes | None) -> None:
 
 
 def test_evaluate_on_a_saved_model_folder_says_what_it_takes(setup, capsys):
-    saved = setup / "m"  # any folder: evaluate takes .keras files only
+    saved = setup / "sm"  # a folder that is not a run (no model.keras): a SavedModel's
+    (saved / "variables").mkdir(parents=True, exist_ok=True)
+    (saved / "saved_model.pb").write_bytes(b"\x08\x01")
     assert main(["evaluate", str(saved), str(setup / "photos"),
                  "--output", str(setup / "eval")]) == 2
-    assert _error_line(capsys) == (f"kerastl: error: {saved} is a folder; kerastl evaluate "
-                                   "takes a .keras model file (kerastl predict takes a "
+    assert _error_line(capsys) == (f"kerastl: error: {saved} is a folder without model.keras; "
+                                   "kerastl evaluate takes a run folder written by kerastl "
+                                   "train or a .keras model file (kerastl predict takes a "
                                    "SavedModel).")
 
 
