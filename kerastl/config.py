@@ -32,6 +32,9 @@ from kerastl.errors import UserInputError, close_matches
 
 OPTIMIZER_NAMES = ("adam", "adamw", "sgd", "rmsprop", "adagrad")
 MODES = ("fine-tune", "feature-extraction", "auto")
+TASK_KINDS = ("auto", "image", "text")
+#: The backbone of a text run that leaves ``backbone`` at the (image) default.
+TEXT_BACKBONE = "minilm_l6"
 CLASSIFIERS = ("logistic", "linear_svm", "ridge")
 MIXED_PRECISION = ("mixed_float16", "mixed_bfloat16")
 UNFREEZE_KEYS = ("groups", "fraction", "from_layer", "train_bn")
@@ -46,6 +49,12 @@ class FineTuneConfig:
         backbone: registry name or ``hub:<handle>``.
         weights: ``"imagenet"``, ``None`` (random) or a weights file.
         image_size: input side in px; ``None``: the backbone's native size.
+        task: ``"image"``, ``"text"`` or ``"auto"`` (text when the data folder
+            holds ``.txt`` files or the backbone is a text backbone). A text run
+            whose backbone is left at the image default uses ``TEXT_BACKBONE``.
+        sequence_length: tokens per text (text runs); ``None``: the backbone's default.
+        lora_rank: text runs: phase 2 trains rank-``r`` LoRA adapters on the
+            attention projections instead of the unfrozen weights (``None``: off).
         dropout: dropout rate before the classifier head.
         hidden_units: sizes of optional hidden ReLU layers of the head.
     Data:
@@ -77,6 +86,9 @@ class FineTuneConfig:
     backbone: str = "efficientnet_lite0"
     weights: str | None = "imagenet"
     image_size: int | None = None
+    task: str = "auto"
+    sequence_length: int | None = None
+    lora_rank: int | None = None
     dropout: float = 0.2
     hidden_units: tuple[int, ...] = ()
 
@@ -229,6 +241,9 @@ def _validate(c: FineTuneConfig) -> None:
                                      or not 1 <= c.image_size <= MAX_IMAGE_SIZE):
         raise UserInputError(f"image_size must be an int from 1 to {MAX_IMAGE_SIZE} or None. "
                              f"Received: image_size={c.image_size!r}")
+    _choice("task", c.task, TASK_KINDS)
+    _int("sequence_length", c.sequence_length, 3, optional=True)
+    _int("lora_rank", c.lora_rank, 1, optional=True)
     _fraction("dropout", c.dropout)
     for units in c.hidden_units:
         if not _is_int(units) or units < 1:
