@@ -37,7 +37,7 @@ TASK_KINDS = ("auto", "image", "text")
 TEXT_BACKBONE = "minilm_l6"
 CLASSIFIERS = ("logistic", "linear_svm", "ridge")
 MIXED_PRECISION = ("mixed_float16", "mixed_bfloat16")
-UNFREEZE_KEYS = ("groups", "fraction", "from_layer", "train_bn")
+UNFREEZE_KEYS = ("groups", "fraction", "from_layer", "train_bn", "lora_rank")
 DEFAULT_SEED = 1337
 
 
@@ -161,7 +161,11 @@ class FineTuneConfig:
         return {name: getattr(self, name) for name in FINE_TUNE_FIELDS}
 
     def unfreeze_options(self) -> dict:
-        return dict(self.unfreeze or {})
+        """:func:`kerastl.unfreeze`'s keyword arguments for phase 2 (``lora_rank`` included)."""
+        options = dict(self.unfreeze or {})
+        if self.lora_rank is not None:
+            options["lora_rank"] = self.lora_rank
+        return options
 
 
 #: The fields that are keyword arguments of :func:`kerastl.fine_tune`.

@@ -72,6 +72,9 @@ def find_backbone(model: keras.Model):
     hub = _hub_layer(model)
     if hub is not None:
         return hub, hub.spec
+    described = _self_described(model)
+    if described is not None:
+        return described, described.kerastl_spec
     if _preprocess_layer(model) is not None:
         return model, backbone_spec(_preprocess_layer(model).backbone)
     for layer in getattr(model, "layers", []):
@@ -85,6 +88,14 @@ def find_backbone(model: keras.Model):
         f"Model '{getattr(model, 'name', model)}' contains no kerastl backbone. Build it with "
         "ktl.build_backbone / ktl.build_classifier so freezing knows its layer groups."
     )
+
+
+def _self_described(model):
+    """A backbone that carries its own spec (text backbones), in ``model`` or nested."""
+    for candidate in (model, *getattr(model, "layers", [])):
+        if getattr(type(candidate), "kerastl_spec", None) is not None:
+            return candidate
+    return None
 
 
 def _hub_layer(model):
@@ -142,7 +153,8 @@ def freeze(model: keras.Model) -> keras.Model:
 
 
 def unfreeze(model: keras.Model, *, groups: int | None = None, fraction: float | None = None,
-             from_layer: str | None = None, train_bn: bool = False) -> keras.Model:
+             from_layer: str | None = None, train_bn: bool = False,
+             lora_rank: int | None = None) -> keras.Model:
     """Make the top of the backbone trainable (and the head).
 
     Give at most one of ``groups``, ``fraction`` and ``from_layer``; with none,
@@ -156,6 +168,11 @@ def unfreeze(model: keras.Model, *, groups: int | None = None, fraction: float |
         train_bn: also train BatchNormalization (batch statistics, moving
             averages updated). Default ``False``: BatchNorm stays frozen and in
             inference mode.
+        lora_rank: text (transformer) backbones: instead of training the
+            unfrozen layers' weights, add rank-``lora_rank`` LoRA adapters
+            (``keras.layers.Dense.enable_lora``) to their attention query and
+            value projections and train only those (Hu et al., 2021). The
+            adapters are saved in ``.keras`` files and exported SavedModels.
 
     Returns:
         ``model`` (changed in place). Compile it again before training.
@@ -180,7 +197,38 @@ def unfreeze(model: keras.Model, *, groups: int | None = None, fraction: float |
         for unit in units:
             if unit.is_bn:
                 unit.set_trainable(False, False)
+    if lora_rank is not None:
+        _train_lora_only(units[start:], spec, lora_rank)
     return model
+
+
+#: The projections of a transformer layer that get LoRA adapters (as in the LoRA paper).
+LORA_TARGETS = ("query", "value")
+
+
+def _train_lora_only(units, spec, rank) -> None:
+    """Enable LoRA on the attention projections of ``units``; only the adapters train."""
+    if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
+        raise UserInputError(f"lora_rank must be a positive int. Received: lora_rank={rank!r}")
+    adapted = 0
+    for unit in units:
+        targets = [getattr(unit.layer, name, None) for name in LORA_TARGETS]
+        targets = [t for t in targets if isinstance(t, keras.layers.Dense)]
+        for dense in targets:
+            if not getattr(dense, "lora_enabled", False):
+                dense.enable_lora(rank)
+            elif dense.lora_rank != rank:
+                raise UserInputError(
+                    f"Layer '{unit.name}' already has LoRA rank {dense.lora_rank}; "
+                    f"received lora_rank={rank}.")
+        adapted += len(targets)
+        # Layer.trainable resets every variable's flag, so this comes last.
+        for variable in unit.variables():
+            variable.trainable = "lora_kernel" in variable.path
+    if not adapted and units:
+        raise UserInputError(
+            f"lora_rank needs a transformer backbone (attention query/value projections); "
+            f"backbone '{spec.name}' has none. Received: lora_rank={rank}")
 
 
 def _start_index(units, spec, groups, fraction, from_layer) -> int:
