@@ -119,6 +119,9 @@ class ImageTask(keras.Model):
     """
 
     task = "regression"
+    #: Marks kerastl's task models (image and text), which describe themselves.
+    is_kerastl_task = True
+    kind = "image"
 
     def __init__(self, backbone, num_outputs: int, *, activation=None, dropout=0.2,
                  hidden_units=(), class_names=None, resize="stretch", image_size=None,
@@ -346,7 +349,7 @@ def task_of(model: keras.Model) -> str:
     A task model says so itself; for another model it is read from the
     activation of its ``"predictions"`` (or last) layer.
     """
-    if isinstance(model, ImageTask):
+    if is_task_model(model):
         return model.task
     try:
         last = model.get_layer("predictions")
@@ -360,14 +363,25 @@ def task_of(model: keras.Model) -> str:
     return "regression"
 
 
-def contract_of(model: keras.Model) -> dict:
-    """What a model says about itself: class names, resize, image size, task, backbone.
+def is_task_model(model) -> bool:
+    """True for kerastl's task models (image or text), which carry their own contract."""
+    return bool(getattr(type(model), "is_kerastl_task", False))
 
-    Every key is present; ``None`` where a plain Keras model does not say.
+
+def contract_of(model: keras.Model) -> dict:
+    """What a model says about itself: kind (``"image"``/``"text"``), class names,
+    resize, image size, sequence length, task, backbone.
+
+    Every key is present; ``None`` where a plain Keras model (or the other kind) does not say.
     """
-    if isinstance(model, ImageTask):
-        return {"class_names": None if model.class_names is None else list(model.class_names),
-                "resize": model.resize, "image_size": model.image_size, "task": model.task,
+    if is_task_model(model):
+        return {"kind": model.kind,
+                "class_names": None if model.class_names is None else list(model.class_names),
+                "resize": model.resize, "image_size": model.image_size,
+                "sequence_length": getattr(model, "sequence_length", None), "task": model.task,
                 "backbone": model.backbone_name}
-    return {"class_names": None, "resize": None, "image_size": None, "task": task_of(model),
+    inputs = getattr(model, "inputs", None) or []
+    text = len(inputs) == 1 and str(getattr(inputs[0], "dtype", "")) == "string"
+    return {"kind": "text" if text else "image", "class_names": None, "resize": None,
+            "image_size": None, "sequence_length": None, "task": task_of(model),
             "backbone": None}

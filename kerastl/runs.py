@@ -128,6 +128,12 @@ def train(data, config: FineTuneConfig | dict | None = None, *, output=None,
     from kerastl.training.run import claim_free_dir
 
     config = _run_config(config, options)
+    from kerastl.text.run import is_text_run
+
+    if is_text_run(data, config):
+        return _train_text(data, config, output=output, overwrite=overwrite,
+                           strategy=strategy, callbacks=callbacks, backup_dir=backup_dir,
+                           tensorboard=tensorboard, verbose=verbose)
     spec = backbone_spec(config.backbone)
     size = spec.default_image_size if config.image_size is None else config.image_size
     check_image_size(size, minimum=spec.min_image_size, backbone=spec.name, name="image_size")
@@ -167,6 +173,59 @@ def train(data, config: FineTuneConfig | dict | None = None, *, output=None,
     except BaseException:
         if claimed is not None:
             with contextlib.suppress(OSError):  # only while still empty
+                claimed.rmdir()
+        raise
+    return Run(pathlib.Path(output) if output is not None else None, report)
+
+
+def _train_text(data, config: FineTuneConfig, *, output, overwrite, strategy, callbacks,
+                backup_dir, tensorboard, verbose) -> Run:
+    """:func:`train` for text: a folder of ``.txt`` class subfolders or a ``TextSplits``."""
+    import keras
+
+    from kerastl import distribute
+    from kerastl.data.text import TextSplits, text_folder
+    from kerastl.text.run import text_backbone_name, train_text_and_report
+    from kerastl.training.run import claim_free_dir
+
+    name = text_backbone_name(config)
+    keras.utils.set_random_seed(config.seed)
+    strategy_name = strategy if isinstance(strategy, str) or strategy is None else (
+        type(strategy).__name__)
+    batch_size = config.batch_size
+    if strategy is not None:
+        strategy = distribute.get_strategy(strategy)
+        batch_size = distribute.global_batch_size(config.batch_size, strategy)
+    data_dir = None
+    if isinstance(data, TextSplits):
+        splits = data
+    elif isinstance(data, (str, os.PathLike)):
+        folder = pathlib.Path(data)
+        if not folder.is_dir():
+            raise UserInputError(f"DATA_DIR {folder} is not a folder" if folder.exists()
+                                 else f"DATA_DIR {folder} does not exist")
+        splits = text_folder(folder, validation_split=config.validation_split,
+                             seed=config.seed, batch_size=batch_size)
+        data_dir = os.fspath(folder.resolve())
+    else:
+        raise UserInputError("data must be a text folder or a kerastl.data.TextSplits. "
+                             f"Received: {type(data).__name__}")
+    callbacks = list(callbacks or [])
+    if tensorboard is not None and distribute.is_chief(strategy):
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=os.fspath(tensorboard)))
+    record = {**config.to_dict(), "task": "text", "backbone": name, "data_dir": data_dir,
+              "strategy": strategy_name, "backup_dir": _path_or_none(backup_dir),
+              "tensorboard": _path_or_none(tensorboard)}
+    claimed = None
+    if output is None and (config.mode == "feature-extraction" or distribute.is_chief(strategy)):
+        output = claimed = claim_free_dir(f"runs/{_safe_run_name(name)}")
+    try:
+        report = train_text_and_report(splits, config, output=output, overwrite=overwrite,
+                                       record=record, strategy=strategy, callbacks=callbacks,
+                                       backup_dir=backup_dir, verbose=verbose)
+    except BaseException:
+        if claimed is not None:
+            with contextlib.suppress(OSError):
                 claimed.rmdir()
         raise
     return Run(pathlib.Path(output) if output is not None else None, report)

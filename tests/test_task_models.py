@@ -34,8 +34,9 @@ def test_classifier_round_trip_keeps_its_contract(tmp_path, tiny_images):
     assert [layer.name for layer in loaded.layers] == [layer.name for layer in model.layers]
     np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0),
                                atol=1e-6)
-    assert contract_of(loaded) == {"class_names": ["cat", "dog", "émeu"], "resize": "crop",
-                                   "image_size": (32, 32), "task": "multiclass",
+    assert contract_of(loaded) == {"kind": "image", "class_names": ["cat", "dog", "émeu"],
+                                   "resize": "crop", "image_size": (32, 32),
+                                   "sequence_length": None, "task": "multiclass",
                                    "backbone": "mobilenet_v2"}
 
 
@@ -77,7 +78,8 @@ def test_contract_is_set_after_building_and_checked():
 def test_a_plain_functional_model_has_an_empty_contract():
     inputs = keras.Input((8,))
     plain = keras.Model(inputs, keras.layers.Dense(3, activation="sigmoid")(inputs))
-    assert contract_of(plain) == {"class_names": None, "resize": None, "image_size": None,
+    assert contract_of(plain) == {"kind": "image", "class_names": None, "resize": None,
+                                  "image_size": None, "sequence_length": None,
                                   "task": "multilabel", "backbone": None}
 
 

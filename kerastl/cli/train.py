@@ -1,4 +1,4 @@
-"""``kerastl train DATA_DIR``: fine-tune a classifier on an image folder."""
+"""``kerastl train DATA_DIR``: fine-tune a classifier on an image or text folder."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pathlib
 
 from kerastl.cli.options import add_max_pixels
 from kerastl.cli.summary import add_json_flag, json_summary, scalar_metrics
-from kerastl.config import CLASSIFIERS, MODES
+from kerastl.config import CLASSIFIERS, MODES, TASK_KINDS, TEXT_BACKBONE
 from kerastl.config import DEFAULTS as _DEFAULTS
 from kerastl.defaults import (
     AUGMENT_POLICIES,
@@ -27,13 +27,25 @@ log = logging.getLogger(__name__)
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
-        "train", help="fine-tune a classifier on an image folder",
+        "train", help="fine-tune a classifier on an image or text folder",
         description="Fine-tune a pretrained backbone on DATA_DIR (one subfolder per class, "
-                    "or train/ val/ test/ subfolders). Writes model.keras, report.json, "
-                    "curves.png and confusion_matrix.png into --output.")
-    p.add_argument("data_dir", metavar="DATA_DIR", help="image folder")
+                    "or train/ val/ test/ subfolders; images, or .txt files for text). "
+                    "Writes model.keras, report.json, curves.png and confusion_matrix.png "
+                    "into --output.")
+    p.add_argument("data_dir", metavar="DATA_DIR",
+                   help="image folder, or text folder (class subfolders of .txt files)")
+    p.add_argument("--task", default=DEFAULTS["task"], choices=TASK_KINDS,
+                   help="image or text; auto: text when the class folders hold .txt files "
+                        "(default: %(default)s)")
     p.add_argument("--backbone", default=DEFAULTS["backbone"],
-                   help="registry name or hub:<handle> (default: %(default)s)")
+                   help="registry name or hub:<handle>; for text a text backbone "
+                        f"(default: %(default)s, {TEXT_BACKBONE} for text)")
+    p.add_argument("--sequence-length", type=int, default=None, metavar="N",
+                   help="text: tokens per text, longer texts truncated (default: the "
+                        "backbone's, 128 for minilm_l6)")
+    p.add_argument("--lora-rank", type=int, default=None, metavar="R",
+                   help="text: phase 2 trains rank-R LoRA adapters on the attention "
+                        "projections instead of the unfrozen weights (default: off)")
     p.add_argument("--weights", default=DEFAULTS["weights"],
                    help="'imagenet', 'none' or a weights file (default: %(default)s)")
     p.add_argument("--image-size", type=int, default=None,
@@ -191,7 +203,8 @@ def config_from_args(args):
         layerwise_lr_decay=args.layerwise_lr_decay,
         gradual_unfreeze_every=args.gradual_unfreeze_every,
         mixed_precision=args.mixed_precision, mode=args.mode, classifier=args.classifier,
-        C=args.C, lr_find=args.lr_find)
+        C=args.C, lr_find=args.lr_find, task=args.task,
+        sequence_length=args.sequence_length, lora_rank=args.lora_rank)
 
 
 def _train(args, summary: dict) -> int:
@@ -202,13 +215,21 @@ def _train(args, summary: dict) -> int:
         raise UserInputError(f"DATA_DIR {data_dir} is not a folder")
     if args.l2 is not None and not args.l2 > 0:
         raise UserInputError(f"--l2 must be a positive number (e.g. 1e-4). Received: {args.l2}")
+    config = config_from_args(args)  # every option checked before any data is read
     import kerastl as ktl
     from kerastl.data.decode import check_image_size
+    from kerastl.text.run import is_text_run
     from kerastl.training.optimizers import OPTIMIZERS, momentum_option
 
-    spec = ktl.backbone_spec(args.backbone)
-    size = spec.default_image_size if args.image_size is None else args.image_size
-    check_image_size(size, minimum=spec.min_image_size, backbone=spec.name, name="--image-size")
+    if not is_text_run(data_dir, config):
+        spec = ktl.backbone_spec(args.backbone)
+        size = spec.default_image_size if args.image_size is None else args.image_size
+        check_image_size(size, minimum=spec.min_image_size, backbone=spec.name,
+                         name="--image-size")
+    else:
+        from kerastl.text.run import text_backbone_name
+
+        text_backbone_name(config)
     if args.optimizer.lower() in OPTIMIZERS:  # an unknown name gets its own error below
         momentum_option(args.optimizer.lower(), args.momentum)
     if args.mode == "feature-extraction" and args.lr_find:
@@ -218,7 +239,6 @@ def _train(args, summary: dict) -> int:
     if args.mode == "feature-extraction" and args.augment not in (None, "none"):
         raise UserInputError("--augment has no effect with --mode feature-extraction (each "
                              "image is seen once); leave it out or use --mode fine-tune")
-    config = config_from_args(args)  # every option checked before any data is read
     _check_export_and_tensorboard(args)
     run = ktl.train(data_dir, config, output=args.output, overwrite=args.overwrite,
                     strategy=args.strategy, tensorboard=args.tensorboard,
@@ -272,8 +292,9 @@ def _export(args, report: dict) -> pathlib.Path | None:
 def _print_summary(report: dict, exported: pathlib.Path | None) -> None:
     for split in ("test", "val"):
         if f"{split}_metrics" in report:
+            what = "texts" if report.get("task") == "text" else "images"
             print(f"{split} accuracy: {report[f'{split}_metrics']['accuracy']:.4f} on "
-                  f"{report[f'{split}_metrics']['examples']} images")
+                  f"{report[f'{split}_metrics']['examples']} {what}")
             break
     if report["skipped_files"]:
         print(f"skipped {len(report['skipped_files'])} unreadable files (listed in report.json)")

@@ -42,6 +42,13 @@ from kerastl.export.signatures import (
     check_resize,
     model_image_size,
 )
+from kerastl.export.text import (
+    TEXT_INPUT,
+    TextServingModule,
+    build_text_requests,
+    example_texts,
+    is_text_model,
+)
 from kerastl.models import contract_of, task_of
 from kerastl.paths import NAME_PATTERN, check_name
 
@@ -196,6 +203,11 @@ def export_saved_model(model: keras.Model, base_dir: str | os.PathLike = "SavedM
                        max_pixels: int | None = None) -> Path:
     """Export a model for TF Serving: ``base_dir/name/<version>/``.
 
+    For a text model (raw strings in, e.g. :class:`kerastl.text.TextClassifier`),
+    ``serving_default`` takes ``text`` (``tf.string [batch]``) and tokenizes in
+    the graph with core TensorFlow ops; ``example_images`` then gives example
+    texts for the warmup requests.
+
     The ``serving_default`` signature takes a batch of encoded image files
     (``tf.string``, what the REST API sends as ``{"b64": ...}``) and decodes,
     resizes and preprocesses them in the graph; ``predict_images`` takes
@@ -248,9 +260,10 @@ def export_saved_model(model: keras.Model, base_dir: str | os.PathLike = "SavedM
     if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
         raise UserInputError(f"top_k must be a positive int. Received: top_k={top_k!r}")
     version = _check_version(version)
-    size = model_image_size(model, image_size)
     contract = contract_of(model)
-    resize = check_resize(resize or contract["resize"] or "stretch")
+    text = is_text_model(model)
+    size = None if text else model_image_size(model, image_size)
+    resize = None if text else check_resize(resize or contract["resize"] or "stretch")
     task = task_of(model)
     if class_names is None and task != "regression":
         class_names = contract["class_names"]
@@ -260,7 +273,8 @@ def export_saved_model(model: keras.Model, base_dir: str | os.PathLike = "SavedM
     examples = None
     if warmup:  # bad example images fail before the slow part
         warmup_lib._serving_protos()
-        examples = warmup_lib.example_bytes(example_images, size, max_pixels=max_pixels)
+        examples = (example_texts(example_images) if text else
+                    warmup_lib.example_bytes(example_images, size, max_pixels=max_pixels))
 
     model_dir = Path(base_dir) / name
     model_dir.mkdir(parents=True, exist_ok=True)
@@ -277,8 +291,11 @@ def export_saved_model(model: keras.Model, base_dir: str | os.PathLike = "SavedM
     token = f"{version}-{os.getpid()}-{secrets.token_hex(4)}"
     staging = model_dir / f".incomplete-{token}"
     try:
-        module = ServingModule(model, task=task, class_names=names, top_k=top_k,
-                               image_size=size, resize=resize, max_pixels=max_pixels)
+        if text:
+            module = TextServingModule(model, task=task, class_names=names, top_k=top_k)
+        else:
+            module = ServingModule(model, task=task, class_names=names, top_k=top_k,
+                                   image_size=size, resize=resize, max_pixels=max_pixels)
         with quiet_loggers("absl", "tensorflow"):
             tf.saved_model.save(module, str(staging), signatures=module.signatures())
         (staging / "assets").mkdir(exist_ok=True)
@@ -288,13 +305,17 @@ def export_saved_model(model: keras.Model, base_dir: str | os.PathLike = "SavedM
         extra.mkdir(exist_ok=True)
         records = 0
         if warmup:
-            logs = warmup_lib.build_requests(name, examples, size, task=task, resize=resize)
+            logs = (build_text_requests(name, examples) if text else
+                    warmup_lib.build_requests(name, examples, size, task=task, resize=resize))
             records = warmup_lib.write_warmup_requests(extra / warmup_lib.WARMUP_FILE, logs)
         metadata = {
-            "name": name, "version": version, "task": task, "image_size": list(size),
-            "resize": resize, "top_k": min(top_k, num_outputs), "class_names": names,
-            "max_pixels": module.max_pixels,
-            "inputs": {"serving_default": BYTES_INPUT, "predict_images": IMAGES_INPUT},
+            "name": name, "version": version, "kind": contract["kind"], "task": task,
+            "image_size": None if text else list(size), "resize": resize,
+            "sequence_length": contract["sequence_length"],
+            "top_k": min(top_k, num_outputs), "class_names": names,
+            "max_pixels": None if text else module.max_pixels,
+            "inputs": ({"serving_default": TEXT_INPUT} if text else
+                       {"serving_default": BYTES_INPUT, "predict_images": IMAGES_INPUT}),
             "warmup_records": records, "keras_model_name": model.name,
             "tensorflow": tf.__version__, "keras": keras.__version__,
         }

@@ -190,15 +190,7 @@ class ServingModule(tf.Module):
         scores = tf.ensure_shape(scores, [None, self._num_outputs])
         if self._task == "regression":
             return {"predictions": scores}
-        top_scores, top_indices = tf.math.top_k(scores, k=self._top_k)
-        classes = tf.cast(top_indices[:, 0], tf.int64)
-        return {
-            "probabilities": scores,
-            "classes": classes,
-            "class_names": tf.gather(self.class_name_table, classes),
-            "top_k_indices": top_indices,
-            "top_k_scores": top_scores,
-        }
+        return classify_outputs(scores, self._top_k, self.class_name_table)
 
     def _predict_images(self, images):
         return self._outputs(images)
@@ -213,6 +205,19 @@ class ServingModule(tf.Module):
             SERVING_SIGNATURE: self.serving_default.get_concrete_function(),
             IMAGES_SIGNATURE: self.predict_images.get_concrete_function(),
         }
+
+
+def classify_outputs(scores: tf.Tensor, top_k: int, class_name_table) -> dict[str, tf.Tensor]:
+    """A classifier's named outputs from its ``(batch, classes)`` probabilities."""
+    top_scores, top_indices = tf.math.top_k(scores, k=top_k)
+    classes = tf.cast(top_indices[:, 0], tf.int64)
+    return {
+        "probabilities": scores,
+        "classes": classes,
+        "class_names": tf.gather(class_name_table, classes),
+        "top_k_indices": top_indices,
+        "top_k_scores": top_scores,
+    }
 
 
 def tf_variables(model: keras.Model) -> list[tf.Variable]:
