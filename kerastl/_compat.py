@@ -321,6 +321,22 @@ def oracle_trial_dir(oracle, trial_id: str) -> str:
     return _attr(oracle, "_get_trial_dir", "Oracle._get_trial_dir")(trial_id)
 
 
+# -- TensorFlow: tf.data ------------------------------------------------------------
+
+
+def dataset_inputs(dataset) -> list:
+    """The datasets ``dataset`` is built from (``[]`` for a source or a non-dataset).
+
+    Wraps TensorFlow's private ``tf.data.Dataset._inputs()`` (TF 2.x-2.21), used
+    to tell whether a dataset derived from a kerastl one inherits its augmentation.
+    """
+    import tensorflow as tf
+
+    if not isinstance(dataset, tf.data.Dataset):
+        return []
+    return list(_attr(dataset, "_inputs", "DatasetV2._inputs")())
+
+
 # -- the table -----------------------------------------------------------------------
 
 _K_LAYER = "keras.layers.Layer"
@@ -341,7 +357,7 @@ PRIVATE_SYMBOLS: dict[str, PrivateSymbol] = {
         "keras", _K_LAYER, "_flatten_layers", "method", "flatten_layers",
         "backbones/builder", "training/gradual", "training/phases", "training/fine_tune",
         "training/discriminative", "distribute", "freezing", "transfer/adabn",
-        "transfer/regularization"),
+        "regularization"),
     "Layer._trainable_variables": _s(
         "keras", _K_LAYER, "_trainable_variables", "attribute", "own_trainable_variables",
         "training/gradual", "training/discriminative"),
@@ -364,6 +380,9 @@ PRIVATE_SYMBOLS: dict[str, PrivateSymbol] = {
     "TFOptimizer._distribution_strategy": _s(
         "keras", _K_TF_OPT, "_distribution_strategy", "attribute",
         "optimizer_distribution_strategy", "training/discriminative"),
+    "DatasetV2._inputs": _s(
+        "tensorflow", "tensorflow.data.Dataset", "_inputs", "method", "dataset_inputs",
+        "data/info"),
     "tf.__internal__.distribute.interim.maybe_merge_call": _s(
         "tensorflow", "tensorflow.__internal__.distribute.interim", "maybe_merge_call",
         "function", "maybe_merge_call", "training/discriminative"),

@@ -293,7 +293,18 @@ def check_save_trial(tmp_path):
     assert (tmp_path / "p" / f"trial_{trial.trial_id}" / "trial.json").is_file()
 
 
+def check_dataset_inputs(tmp_path):
+    source = tf.data.Dataset.range(4)
+    mapped = source.map(lambda x: x + 1)
+    assert _compat.dataset_inputs(mapped) == [source]
+    zipped = tf.data.Dataset.zip((source, mapped))
+    assert _compat.dataset_inputs(zipped) == [source, mapped]
+    assert _compat.dataset_inputs(source) == []
+    assert _compat.dataset_inputs(object()) == []
+
+
 CHECKS = {
+    "DatasetV2._inputs": check_dataset_inputs,
     "Layer._flatten_layers": check_flatten_layers,
     "Layer._trainable_variables": check_trainable_variables,
     "Optimizer._var_key": check_var_key,
@@ -352,7 +363,7 @@ _PRIVATE_USE = re.compile(
     r"|\._get_variable_index\b|\._get_current_learning_rate\b|\._use_weight_decay\b"
     r"|\._distribution_strategy\b|__internal__|keras_tuner\.src|tensorflow\.python"
     r"|\._is_worker\b|\._get_tuner_fname\b|\._get_checkpoint_fname\b|\._get_oracle_fname\b"
-    r"|\._get_trial_dir\b|keras\.src\b")
+    r"|\._get_trial_dir\b|keras\.src\b|\._inputs\(")
 
 
 def test_no_module_reaches_a_private_symbol_except_through_compat():

@@ -22,6 +22,11 @@ the layers in ``Splits.augmentation`` to run on the accelerator.
 Frozen-feature caching (used by ``ktl.fine_tune(cache_features="auto")``):
 :func:`extract_features` runs a frozen backbone once over a dataset and
 :func:`features_dataset` batches the result for training the head.
+
+What kerastl knows about a dataset it built (augmented? its shuffle's pass
+counter?) is a :class:`DatasetInfo` kept beside the dataset, not on it: a
+dataset derived by ``.map()`` inherits the augmentation but not the order
+(:mod:`kerastl.data.info`); :func:`describe` states it for any dataset.
 """
 
 from kerastl.data.arrays import from_arrays
@@ -34,20 +39,25 @@ from kerastl.data.augment import (
 )
 from kerastl.data.features import extract_features, features_dataset
 from kerastl.data.folders import image_folder
+from kerastl.data.info import DatasetInfo, dataset_info, describe, is_augmented
 from kerastl.data.splits import Splits, stratified_split
 from kerastl.data.tfds import from_tfds
 
 __all__ = [
+    "DatasetInfo",
     "POLICIES",
     "RandomResizedCrop",
     "Splits",
     "apply_augmentation",
     "augmentation_layers",
     "class_weights",
+    "dataset_info",
+    "describe",
     "extract_features",
     "features_dataset",
     "from_arrays",
     "from_tfds",
     "image_folder",
+    "is_augmented",
     "stratified_split",
 ]

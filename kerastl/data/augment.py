@@ -31,6 +31,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from kerastl.data.info import describe
 from kerastl.defaults import AUGMENT_POLICIES as POLICIES
 from kerastl.errors import UserInputError
 
@@ -232,7 +233,8 @@ def apply_augmentation(ds: tf.data.Dataset, augment, *, num_classes: int | None 
         deterministic: passed to the parallel ``map`` (``False``: faster, any order).
 
     Returns:
-        ``(dataset, augmented)``; ``augmented`` is False when nothing applies.
+        ``(dataset, augmented)``; ``augmented`` is False when nothing applies
+        (when True, it is also recorded: :func:`kerastl.data.info.is_augmented`).
     """
     options = resolve_options(augment)
     if not options:
@@ -260,8 +262,9 @@ def apply_augmentation(ds: tf.data.Dataset, augment, *, num_classes: int | None 
                 images, labels = out["images"], out["labels"]
         return tf.cast(images, tf.float32), labels
 
-    return ds.map(augment_batch, num_parallel_calls=tf.data.AUTOTUNE,
-                  deterministic=deterministic), True
+    augmented = ds.map(augment_batch, num_parallel_calls=tf.data.AUTOTUNE,
+                       deterministic=deterministic)
+    return describe(augmented, augmented=True), True
 
 
 def place_augmentation(augment, augment_on: str, seed: int | None = None):

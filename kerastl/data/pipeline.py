@@ -15,6 +15,7 @@ import tensorflow as tf
 
 from kerastl.data import augment as augment_lib
 from kerastl.data import decode
+from kerastl.data.info import carry_order, dataset_info, describe
 from kerastl.errors import UserInputError
 
 log = logging.getLogger(__name__)
@@ -76,26 +77,23 @@ def reshuffled(ds: tf.data.Dataset, *, buffer_size: int, seed: int | None,
     out = tf.data.Dataset.from_tensors(tf.constant(0, tf.int64)).map(next_pass).flat_map(one_pass)
     if cardinality is not None and cardinality >= 0:
         out = out.apply(tf.data.experimental.assert_cardinality(cardinality))
-    out._kerastl_pass_counter = counter
-    out._kerastl_shuffle = {"buffer_size": int(buffer_size), "seed": base}
-    return out
+    return describe(out, pass_counter=counter,
+                    shuffle={"buffer_size": int(buffer_size), "seed": base})
 
 
 def pass_counter(dataset) -> tf.Variable | None:
     """The pass counter of a kerastl training dataset (see :func:`reshuffled`), or ``None``.
 
     ``None`` for user-built pipelines and for kerastl datasets transformed
-    further, whose order then starts its sequence again after a restart.
+    further, whose order then starts its sequence again after a restart
+    (:mod:`kerastl.data.info`).
     """
-    return getattr(dataset, "_kerastl_pass_counter", None)
+    return dataset_info(dataset).pass_counter
 
 
 def keep_pass_counter(result: tf.data.Dataset, source: tf.data.Dataset) -> tf.data.Dataset:
     """Carry ``source``'s pass counter over to ``result`` (a dataset built on top of it)."""
-    for attribute in ("_kerastl_pass_counter", "_kerastl_shuffle"):
-        if hasattr(source, attribute):
-            setattr(result, attribute, getattr(source, attribute))
-    return result
+    return carry_order(result, source)
 
 
 def epoch_order(dataset) -> dict | None:
@@ -108,7 +106,7 @@ def epoch_order(dataset) -> dict | None:
     ``unshuffled`` and reshuffled with ``(b, s)`` and the same pass counter
     form exactly the batches the image pipeline would give.
     """
-    return getattr(dataset, "_kerastl_epoch_order", None)
+    return dataset_info(dataset).epoch_order
 
 
 def fingerprint(*parts) -> str:
@@ -313,9 +311,11 @@ def finish(ds: tf.data.Dataset, *, num_examples: int, image_size: tuple[int, int
         ds = keep_pass_counter(ds, shuffled)
         if not augmented and pass_counter(shuffled) is not None:
             twin = unshuffled.batch(batch_size).map(to_float).prefetch(tf.data.AUTOTUNE)
-            ds._kerastl_epoch_order = dict(shuffled._kerastl_shuffle, unshuffled=twin,
-                                           batch_size=int(batch_size),
-                                           counter=pass_counter(shuffled))
+            describe(ds, epoch_order=dict(dataset_info(shuffled).shuffle, unshuffled=twin,
+                                          batch_size=int(batch_size),
+                                          counter=pass_counter(shuffled)))
+    if training:
+        describe(ds, augmented=augmented)
     return ds, augmented
 
 

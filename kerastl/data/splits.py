@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from kerastl.data.info import describe
 from kerastl.errors import DataError, UserInputError
 
 
@@ -24,7 +25,8 @@ class Splits:
         skipped: ``(path, reason)`` for every file that could not be used.
         counts: number of examples per split, e.g. ``{"train": 800, "val": 200}``.
         image_size: ``(height, width)`` of the images.
-        augmented: True when ``train`` applies random augmentation.
+        augmented: True when ``train`` applies random augmentation (also
+            recorded for the dataset: :func:`kerastl.data.info.is_augmented`).
         label_mode: ``"int"`` (int32 class index), ``"multi_hot"`` (int32
             vector, multi-label) or ``"one_hot"`` (float32 soft labels, after
             MixUp/CutMix in the training pipeline; val/test stay ``"int"``).
@@ -49,12 +51,13 @@ class Splits:
     resize: str = "stretch"
 
     def __post_init__(self):
-        # Mark the dataset itself, so fine_tune(cache_features="auto") can tell
-        # that caching backbone features would freeze the augmentation.
+        # Recorded beside the dataset (kerastl.data.info), so fine_tune(model,
+        # splits.train, cache_features="auto") can tell that caching backbone
+        # features would freeze the augmentation.
         if self.augmented and self.train is not None:
             try:
-                self.train._kerastl_augmented = True
-            except AttributeError:  # pragma: no cover - exotic dataset types
+                describe(self.train, augmented=True)
+            except TypeError:  # pragma: no cover - not weak-referenceable
                 pass
 
     @property

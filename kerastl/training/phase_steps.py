@@ -10,6 +10,7 @@ import keras
 import tensorflow as tf
 
 from kerastl._compat import flatten_layers
+from kerastl.data.info import is_augmented
 from kerastl.errors import UserInputError
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ def _should_cache(cache_features, model, train, head_epochs) -> tuple[bool, str]
         )
     if cache_features is False:
         return False, "cache_features=False"
-    if getattr(train, "_kerastl_augmented", False):
+    if is_augmented(train):
         return False, "the training data is augmented (each epoch must see new images)"
     aug = _augmentation_layers(model)
     if aug:

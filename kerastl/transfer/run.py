@@ -85,6 +85,7 @@ def feature_extraction_and_report(splits, *, backbone: str, output: str | os.Pat
         The report as a dict (also written to ``report.json``).
     """
     from kerastl.backbones.builder import build_backbone
+    from kerastl.data.info import is_augmented
     from kerastl.reports.plots import plot_confusion_matrix
     from kerastl.reports.report import classification_metrics, environment, write_json
     from kerastl.training.run import prepare_output, save_model_and_labels
@@ -94,7 +95,7 @@ def feature_extraction_and_report(splits, *, backbone: str, output: str | os.Pat
     output = prepare_output(output, overwrite=overwrite)
     if splits.image_size is None:
         raise UserInputError("The data splits do not say their image size")
-    if getattr(splits, "augmented", False) or getattr(splits.train, "_kerastl_augmented", False):
+    if getattr(splits, "augmented", False) or is_augmented(splits.train):
         log.warning("Feature extraction sees each training image once: the augmentation "
                     "draws one random version of it. Leave --augment out in this mode.")
     show = verbose not in (0, False, None)
