@@ -260,6 +260,13 @@ def check_saved_model(consumer, path, arrays, report, save):
         for name, value in runner.run(signature, feeds).items():
             outputs[f"{prefix}/{name}"] = _as_text(value)
 
+    if "texts__data" in arrays.files:  # a text model: raw strings in
+        call("serving_default on texts", "serving_default", "texts",
+             text=_bytes_list(arrays, "texts"))
+        call("serving_default on an empty batch", "serving_default", "empty",
+             text=np.array([], dtype=object))
+        _replay_warmup(runner, arrays, report, save)
+        return outputs
     call("predict_images on float images", "predict_images", "images", images=arrays["images"])
     for key in ("png", "jpeg", "large_png"):
         if f"{key}__data" in arrays.files:
@@ -277,6 +284,21 @@ def check_saved_model(consumer, path, arrays, report, save):
     except Exception as err:  # noqa: BLE001 - the error itself is what is checked
         report["garbage_error"] = {"type": type(err).__name__, "message": _error_text(err)}
 
+    _replay_warmup(runner, arrays, report, save)
+    for key in _keys(arrays):  # extra requests (e.g. hostile bytes) answered or refused
+        if key.startswith("extra:"):
+            report["stage"] = f"request {key}"
+            save()
+            try:
+                call(report["stage"], "serving_default", key, image_bytes=_bytes_list(arrays, key))
+                report.setdefault("extra", {})[key] = None
+            except Exception as err:  # noqa: BLE001 - the error is what is checked
+                report.setdefault("extra", {})[key] = _error_text(err)[:500]
+    return outputs
+
+
+def _replay_warmup(runner, arrays, report, save):
+    """Answer each warmup record (``warmup:<index>:<signature>:<input>`` arrays)."""
     report["warmup_replay"] = []
     for key in _keys(arrays):
         if not key.startswith("warmup:"):
@@ -294,16 +316,6 @@ def check_saved_model(consumer, path, arrays, report, save):
             report["warmup_replay"].append({"index": int(index), "signature": signature,
                                             "ok": False, "error": _error_text(err)[:500]})
     report["warmup_replay"].sort(key=lambda w: w["index"])
-    for key in _keys(arrays):  # extra requests (e.g. hostile bytes) answered or refused
-        if key.startswith("extra:"):
-            report["stage"] = f"request {key}"
-            save()
-            try:
-                call(report["stage"], "serving_default", key, image_bytes=_bytes_list(arrays, key))
-                report.setdefault("extra", {})[key] = None
-            except Exception as err:  # noqa: BLE001 - the error is what is checked
-                report.setdefault("extra", {})[key] = _error_text(err)[:500]
-    return outputs
 
 
 def check_tflite(path, arrays, report, save):
@@ -361,6 +373,7 @@ def main(inputs_file, outputs_file, report_file, *targets):
         outputs.update({f"{key}|{name}": value for name, value in answers.items()})
         save()
     report["kerastl_imported"] = "kerastl" in sys.modules
+    report["tensorflow_text_imported"] = "tensorflow_text" in sys.modules
     np.savez(outputs_file, **outputs)
     _save_report(report, report_file)
     return 0

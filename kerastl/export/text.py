@@ -39,12 +39,22 @@ def _lookup_tables(model: keras.Model) -> list:
     """The tf.lookup tables the model's layers own: a SavedModel must track them, or the
     loaded graph has no table to read."""
     found, seen = [], set()
-    for layer in flatten_layers(model, include_self=True):
-        for value in vars(layer).values():
-            if isinstance(value, tf.lookup.StaticHashTable | tf.lookup.StaticVocabularyTable) \
-                    and id(value) not in seen:
+
+    def visit(value, depth):
+        if isinstance(value, tf.lookup.StaticHashTable | tf.lookup.StaticVocabularyTable):
+            if id(value) not in seen:
                 seen.add(id(value))
                 found.append(value)
+        elif depth and isinstance(value, list | tuple):
+            for item in value:
+                visit(item, depth - 1)
+        elif depth and isinstance(value, dict):
+            for item in value.values():
+                visit(item, depth - 1)
+
+    for layer in flatten_layers(model, include_self=True):
+        for value in vars(layer).values():
+            visit(value, 2)
     return found
 
 

@@ -202,7 +202,9 @@ def verify(path: str | os.PathLike, model: keras.Model | None = None, *, images=
     exported next to the version) runs in its own fresh process without kerastl.
 
     Args:
-        path: a version folder (or a model folder: its latest version).
+        path: a version folder (or a model folder: its latest version). A text
+            export is checked by :func:`kerastl.export.verify_text.verify_text`
+            (``images`` then holds the texts to send, or ``None``).
         model: the Keras model that was exported; ``None`` compares the consumers
             with the ``predict_images`` answers of ``tf.saved_model.load``.
         images: float ``[0, 255]`` images ``(N, H, W, 3)`` of the model's size,
@@ -233,6 +235,11 @@ def verify(path: str | os.PathLike, model: keras.Model | None = None, *, images=
                              f"Received: {consumers!r}")
     meta_file = path / "assets.extra" / "kerastl.json"
     meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
+    if meta.get("kind") == "text":  # raw strings in: images= may hold the texts
+        from kerastl.export.verify_text import verify_text
+
+        return verify_text(path, model, texts=images, atol=atol, timeout=timeout,
+                           consumers=consumers)
     listing = show_signatures(path)
     size = tuple(meta.get("image_size", ())) or _size_from_signature(path)
     resize = meta.get("resize", "stretch")
