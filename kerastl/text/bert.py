@@ -14,6 +14,7 @@ group (``embeddings``, ``layer_0`` ..., ``pooler``).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import pathlib
 
@@ -24,6 +25,9 @@ from kerastl.errors import MissingExtraError, UserInputError
 from kerastl.text import presets
 
 _SERIALIZE = keras.saving.register_keras_serializable(package="kerastl")
+
+#: How a text backbone turns token vectors into one feature vector.
+POOLING_MODES = ("mean", "cls")
 
 
 @_SERIALIZE
@@ -192,36 +196,51 @@ class MaskedMeanPooling(keras.layers.Layer):
 
 @_SERIALIZE
 class TextBackbone(keras.Model):
-    """A BERT encoder: ``{"token_ids", "padding_mask"}`` -> ``{"sequence_output",
-    "pooled_output"}``.
+    """A BERT encoder from raw strings to one feature vector per text.
 
-    Build it with :func:`build_text_backbone`. Its layers are ``embeddings``,
-    ``layer_0`` ... ``layer_{n-1}`` and ``pooler``, one freezing group each.
+    ``tf.string [batch]`` -> tokenizer (inside the model) -> embeddings ->
+    ``num_layers`` transformer layers -> pooling -> ``float32 [batch, hidden]``.
+    ``pooling="mean"`` is the masked mean of the token vectors (how
+    sentence-transformers checkpoints such as MiniLM were trained);
+    ``pooling="cls"`` is BERT's tanh pooler over the first token.
+
+    Build it with :func:`build_text_backbone`. Its weighted layers are
+    ``embeddings``, ``layer_0`` ... ``layer_{n-1}`` (and ``pooler`` with
+    ``pooling="cls"``), one freezing group each, input side first.
     """
 
-    def __init__(self, *, vocab_size: int, num_layers: int, hidden_size: int, num_heads: int,
-                 intermediate_size: int, max_positions: int = 512, type_vocab_size: int = 2,
-                 dropout: float = 0.1, attention_dropout: float = 0.1,
+    def __init__(self, *, tokenizer, vocab_size: int, num_layers: int, hidden_size: int,
+                 num_heads: int, intermediate_size: int, max_positions: int = 512,
+                 type_vocab_size: int = 2, dropout: float = 0.1, attention_dropout: float = 0.1,
                  layer_norm_epsilon: float = 1e-12, approximate_gelu: bool = False,
-                 backbone_name: str = "", **kwargs):
-        token_ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
-        padding_mask = keras.Input(shape=(None,), dtype="int32", name="padding_mask")
+                 pooling: str = "mean", backbone_name: str = "", **kwargs):
+        if pooling not in POOLING_MODES:
+            raise UserInputError(
+                f"pooling must be one of {', '.join(POOLING_MODES)}. Received: pooling={pooling!r}")
+        if isinstance(tokenizer, dict):
+            tokenizer = keras.saving.deserialize_keras_object(tokenizer)
+        text = keras.Input(shape=(), dtype="string", name="text")
+        tokens = tokenizer(text)
+        mask = tokens["padding_mask"]
         x = BertEmbeddings(vocab_size, hidden_size, max_positions, type_vocab_size, dropout,
-                           layer_norm_epsilon, name="embeddings")(token_ids)
+                           layer_norm_epsilon, name="embeddings")(tokens["token_ids"])
         for i in range(num_layers):
             x = BertLayer(hidden_size, num_heads, intermediate_size, dropout, attention_dropout,
-                          layer_norm_epsilon, approximate_gelu, name=f"layer_{i}")(x, padding_mask)
-        pooled = BertPooler(hidden_size, name="pooler")(x)
+                          layer_norm_epsilon, approximate_gelu, name=f"layer_{i}")(x, mask)
+        if pooling == "mean":
+            features = MaskedMeanPooling(name="pooling")(x, mask)
+        else:
+            features = BertPooler(hidden_size, name="pooler")(x)
         kwargs.setdefault("name", "text_backbone")
-        super().__init__(inputs={"token_ids": token_ids, "padding_mask": padding_mask},
-                         outputs={"sequence_output": x, "pooled_output": pooled}, **kwargs)
+        super().__init__(inputs=text, outputs=features, **kwargs)
+        self.tokenizer = tokenizer
         self._arch = {"vocab_size": int(vocab_size), "num_layers": int(num_layers),
                       "hidden_size": int(hidden_size), "num_heads": int(num_heads),
                       "intermediate_size": int(intermediate_size),
                       "max_positions": int(max_positions), "type_vocab_size": int(type_vocab_size),
                       "dropout": float(dropout), "attention_dropout": float(attention_dropout),
                       "layer_norm_epsilon": float(layer_norm_epsilon),
-                      "approximate_gelu": bool(approximate_gelu)}
+                      "approximate_gelu": bool(approximate_gelu), "pooling": pooling}
         self.backbone_name = backbone_name
 
     @property
@@ -229,23 +248,47 @@ class TextBackbone(keras.Model):
         return self._arch["hidden_size"]
 
     @property
+    def pooling(self) -> str:
+        return self._arch["pooling"]
+
+    @property
+    def sequence_length(self) -> int:
+        return int(self.tokenizer.sequence_length)
+
+    @property
     def kerastl_spec(self) -> presets.TextBackboneSpec:
-        """The spec freezing uses (groups and cuts), for registered or local backbones."""
+        """The spec freezing uses: the registry's (or a local folder's) groups, without
+        ``pooler`` when pooling is the (weightless) mean."""
         if self.backbone_name and presets.is_text_backbone(self.backbone_name):
-            return presets.text_backbone_spec(self.backbone_name)
-        groups, cuts = presets._groups(self._arch["num_layers"])
-        return presets.TextBackboneSpec(
-            name=self.backbone_name or self.name, family="bert",
-            num_layers=self._arch["num_layers"], hidden_size=self.hidden_size, groups=groups,
-            group_cuts=cuts)
+            spec = presets.text_backbone_spec(self.backbone_name)
+        else:
+            groups, cuts = presets._groups(self._arch["num_layers"])
+            spec = presets.TextBackboneSpec(
+                name=self.backbone_name or self.name, family="bert",
+                num_layers=self._arch["num_layers"], hidden_size=self.hidden_size,
+                groups=groups, group_cuts=cuts)
+        if self.pooling == "mean" and spec.groups[-1] == "pooler":
+            spec = dataclasses.replace(spec, groups=spec.groups[:-1],
+                                       group_cuts=spec.group_cuts[:-1])
+        return spec
 
     def get_config(self):
         return {"name": self.name, "trainable": self.trainable,
-                "backbone_name": self.backbone_name, **self._arch}
+                "backbone_name": self.backbone_name,
+                "tokenizer": keras.saving.serialize_keras_object(self.tokenizer), **self._arch,
+                # which layers unfreeze() left trainable, so a reloaded model (and its
+                # saved optimizer state) sees the same trainable weights
+                "frozen_layers": [layer.name for layer in self.layers
+                                  if layer.weights and not layer.trainable]}
 
     @classmethod
     def from_config(cls, config):
-        return cls(**config)
+        config = dict(config)
+        frozen = config.pop("frozen_layers", [])
+        model = cls(**config)
+        for name in frozen:
+            model.get_layer(name).trainable = False
+        return model
 
 
 def _arch_from_hf(config: dict) -> dict:
@@ -322,42 +365,60 @@ def load_hf_weights(backbone: TextBackbone, tensors: dict) -> None:
         dense(layer.intermediate, f"{p}.intermediate.dense")
         dense(layer.output_dense, f"{p}.output.dense")
         norm(layer.output_norm, f"{p}.output.LayerNorm")
-    if "pooler.dense.weight" in tensors:
+    if backbone.pooling == "cls":
         dense(backbone.get_layer("pooler").dense, "pooler.dense")
 
 
 def build_text_backbone(name: str = "minilm_l6", *, weights: str | None = "pretrained",
+                        sequence_length: int | None = None, pooling: str = "mean",
                         dropout: float | None = None) -> TextBackbone:
-    """Build a BERT-class backbone, with its pretrained weights by default.
+    """Build a BERT-class backbone from raw strings to features, pretrained by default.
 
     Args:
         name: a registered text backbone (``"minilm_l6"``) or a local folder in
             the Hugging Face layout (``config.json``, ``model.safetensors``,
             ``vocab.txt``).
         weights: ``"pretrained"`` (the packaged checkpoint, sha256-checked) or
-            ``None`` (random initialisation, same architecture).
+            ``None`` (random initialisation, same architecture and vocabulary).
+        sequence_length: tokens per text, ``[CLS]`` and ``[SEP]`` included
+            (longer texts are truncated); default the spec's (128 for MiniLM).
+        pooling: ``"mean"`` (masked mean of token vectors) or ``"cls"`` (BERT's pooler).
         dropout: override the checkpoint's hidden/attention dropout.
 
     Raises:
         UserInputError: unknown backbone or bad argument.
         WeightsUnavailableError: the weights package is missing or altered.
+
+    Example:
+        >>> backbone = build_text_backbone("minilm_l6", sequence_length=64)
+        >>> backbone(tf.constant(["a short text"])).shape
+        TensorShape([1, 384])
     """
+    from kerastl.text.tokenizer import WordPieceTokenizer
+
     if weights not in ("pretrained", None):
         raise UserInputError(
             f"weights must be 'pretrained' or None for a text backbone. Received: "
             f"weights={weights!r}")
     spec = presets.text_backbone_spec(name)
+    length = spec.default_sequence_length if sequence_length is None else sequence_length
+    if isinstance(length, bool) or not isinstance(length, int) or not \
+            3 <= length <= spec.max_sequence_length:
+        raise UserInputError(
+            f"sequence_length must be an int from 3 to {spec.max_sequence_length} (the "
+            f"position embeddings of '{spec.name}'). Received: sequence_length={length!r}")
+    if dropout is not None and not (isinstance(dropout, (int, float)) and 0 <= dropout < 1):
+        raise UserInputError(f"dropout must be in [0, 1). Received: dropout={dropout!r}")
     folder = presets.checkpoint_dir(spec)
     arch = _arch_from_hf(presets.read_config(folder))
     if dropout is not None:
         arch["dropout"] = arch["attention_dropout"] = float(dropout)
-    backbone = TextBackbone(**arch, backbone_name=spec.name)
+    tokenizer = WordPieceTokenizer(str(folder / "vocab.txt"), sequence_length=length,
+                                   lowercase=spec.lowercase, strip_accents=spec.lowercase,
+                                   name="tokenizer")
+    backbone = TextBackbone(tokenizer=tokenizer, **arch, pooling=pooling,
+                            backbone_name=spec.name)
     if weights == "pretrained":
         presets.verify_checkpoint(spec, folder)
         load_hf_weights(backbone, read_safetensors(folder / "model.safetensors"))
     return backbone
-
-
-def vocabulary_path(name: str) -> pathlib.Path:
-    """``vocab.txt`` of a text backbone's checkpoint."""
-    return presets.checkpoint_dir(presets.text_backbone_spec(name)) / "vocab.txt"
