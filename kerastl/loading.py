@@ -21,6 +21,23 @@ _MAX_CONFIG_BYTES = 64 * 1024 * 1024
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
 
+def register_keras_objects() -> None:
+    """Import (TensorFlow quietly first) the modules that register kerastl's Keras
+    classes (layers, models, schedules) for ``keras.saving.load_model``.
+
+    Named one by one, rather than importing the whole package, so that loading
+    a model does not depend on every part of kerastl (no import cycle).
+    """
+    from kerastl import _quiet
+
+    _quiet.import_tensorflow_quietly()
+    from kerastl import models  # noqa: F401
+    from kerastl.backbones import builder, hub, preprocessing  # noqa: F401
+    from kerastl.text import bert  # noqa: F401
+    from kerastl.text import models as text_models  # noqa: F401
+    from kerastl.training import discriminative, schedules  # noqa: F401
+
+
 def _first_line(err: BaseException, limit: int = 300) -> str:
     text = str(err).strip().splitlines()
     line = text[0] if text else type(err).__name__
@@ -93,7 +110,7 @@ def _refuse_code(path: Path, layer: str):
 def load_keras_model(path: str | os.PathLike):
     """Load a ``.keras`` (or legacy ``.h5``) model file for the CLI, with safe_mode on.
 
-    kerastl's own layers are registered by importing kerastl.
+    kerastl's own layers are registered first (:func:`register_keras_objects`).
 
     Raises:
         FileNotFoundError: no such file.
@@ -104,9 +121,7 @@ def load_keras_model(path: str | os.PathLike):
     """
     import keras
 
-    import kerastl
-
-    kerastl._import_all()  # registers kerastl>Preprocess and friends (the CLI loads lazily)
+    register_keras_objects()  # kerastl>Preprocess and friends (the CLI loads lazily)
 
     path = Path(path)
     _check_file(path, "model file")
@@ -131,7 +146,7 @@ def load_keras_model(path: str | os.PathLike):
         unknown = re.search(r"Could not (?:locate|deserialize) (?:class|function) "
                             r"'?([\w>.]+)'?", text)
         if unknown:
-            from kerastl import __version__
+            from kerastl._version import __version__
 
             raise UserInputError(
                 f"{path} uses {unknown.group(1)!r}, which neither Keras nor kerastl "

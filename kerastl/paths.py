@@ -68,7 +68,7 @@ def is_owned(folder: str | os.PathLike) -> bool:
 
 
 def _mark(folder: pathlib.Path, kind: str) -> None:
-    from kerastl import __version__
+    from kerastl._version import __version__
     from kerastl.atomic import atomic_write_text
 
     info = {"created_by": "kerastl", "kerastl_version": __version__, "kind": kind,

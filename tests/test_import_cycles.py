@@ -1,12 +1,19 @@
-"""No import cycles between kerastl modules.
+"""No import cycles between kerastl modules, at import time or through lazy imports.
 
-Only imports that run when a module is imported count: module-level ``import``
-and ``from ... import`` statements, including those under ``if``/``try``/``with``
-and in class bodies, but not those inside functions (lazy imports) or under
-``if TYPE_CHECKING:``. Importing ``a.b.c`` also runs ``a/b/__init__.py``, so an
-edge to a module is also an edge to its packages, except the importer's own
-packages (those are already being imported). Read with ``ast``; nothing is
-imported.
+:func:`import_graph`: only imports that run when a module is imported count:
+module-level ``import`` and ``from ... import`` statements, including those
+under ``if``/``try``/``with`` and in class bodies, but not those inside
+functions (lazy imports) or under ``if TYPE_CHECKING:``. Importing ``a.b.c``
+also runs ``a/b/__init__.py``, so an edge to a module is also an edge to its
+packages, except the importer's own packages (those are already being
+imported). Read with ``ast``; nothing is imported.
+
+:func:`lazy_import_graph` adds what runs later: imports inside functions, a
+package's ``TYPE_CHECKING`` imports (they mirror its PEP 562 ``__getattr__``,
+e.g. ``kerastl/__init__.py``), and importing a *name* from one's own package
+(``from kerastl import __version__`` inside ``kerastl.paths`` runs the whole
+``kerastl/__init__.py``). A cycle there means two layers need each other: the
+shared code belongs in the lower one.
 """
 
 from __future__ import annotations
@@ -92,6 +99,33 @@ def import_graph() -> dict[str, set[str]]:
     return graph
 
 
+def _all_import_statements(tree, package_init: bool):
+    """Every import statement, lazy ones too; ``TYPE_CHECKING`` ones only in a package."""
+    skipped = set()
+    if not package_init:
+        for node in ast.walk(tree):
+            if isinstance(node, ast.If) and _is_type_checking(node.test):
+                skipped |= {id(n) for stmt in node.body for n in ast.walk(stmt)}
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Import, ast.ImportFrom)) and id(node) not in skipped:
+            yield node
+
+
+def lazy_import_graph() -> dict[str, set[str]]:
+    modules = _modules()
+    graph = {}
+    for module, path in modules.items():
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        edges, own = set(), set()
+        for node in _all_import_statements(tree, path.name == "__init__.py"):
+            for target in _targets(module, path, node, modules):
+                edges |= {target} | _packages(target)
+                if target in _packages(module):
+                    own.add(target)  # a name from one's own package's __init__
+        graph[module] = edges - (_packages(module) - own) - {module}
+    return graph
+
+
 def find_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     """One cycle (as a path a -> ... -> a) per strongly connected component of size > 1."""
     index, low, stack, on_stack, components = {}, {}, [], set(), []
@@ -155,4 +189,24 @@ def test_the_cycle_finder_finds_cycles_and_reads_the_code():
 def test_no_import_cycles_between_kerastl_modules():
     cycles = find_cycles(import_graph())
     assert not cycles, "import cycles (module-level imports):\n" + "\n".join(
+        "  " + " -> ".join(cycle) for cycle in cycles)
+
+
+def test_the_lazy_graph_sees_function_imports_and_names_from_the_own_package():
+    graph = lazy_import_graph()
+    # a function-local import is an edge here
+    assert "kerastl.reports.plots" in graph["kerastl.training.lr_finder"]
+    # the root package's lazy names (mirrored under TYPE_CHECKING) are edges
+    assert "kerastl.training" in graph["kerastl"]
+    # a TYPE_CHECKING import outside a package's __init__ is not
+    assert find_cycles({"a": {"b"}, "b": {"a"}}) == [["a", "b", "a"]]
+    # importing a submodule of one's own package is not an edge to the package
+    assert "kerastl.training" not in graph["kerastl.training.fine_tune"]
+
+
+def test_no_import_cycles_even_through_lazy_imports():
+    """E.g. export -> paths -> kerastl (``from kerastl import __version__``) -> export, or
+    training.fine_tune -> transfer (add_l2) -> transfer.cross_validation -> training."""
+    cycles = find_cycles(lazy_import_graph())
+    assert not cycles, "import cycles (counting lazy imports):\n" + "\n".join(
         "  " + " -> ".join(cycle) for cycle in cycles)

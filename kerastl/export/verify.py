@@ -27,7 +27,7 @@ import numpy as np
 import tensorflow as tf
 
 from kerastl.errors import UserInputError, require
-from kerastl.export import warmup as warmup_lib
+from kerastl.export.checks import Check, VerifyReport, max_diff, warmup_arrays
 from kerastl.export.consumers import (
     SAVED_MODEL_CONSUMERS,
     ConsumerResult,
@@ -42,44 +42,6 @@ from kerastl.export.saved_model import MODELS_CONFIG, resolve_version_dir
 from kerastl.export.signatures import BYTES_INPUT, IMAGES_SIGNATURE, SERVING_SIGNATURE
 
 TFLITE_MIN_AGREEMENT = 0.99  # float TFLite: least top-1 agreement with Keras
-
-
-@dataclasses.dataclass
-class Check:
-    """One verified property: ``passed`` against a threshold, explained in ``detail``."""
-
-    name: str
-    passed: bool
-    detail: str
-    required: bool = True
-
-
-@dataclasses.dataclass
-class VerifyReport:
-    """What :func:`verify` found. ``ok`` is True when every required check passed."""
-
-    path: Path
-    checks: list[Check]
-    signatures: str
-    metrics: dict
-
-    @property
-    def ok(self) -> bool:
-        return all(c.passed for c in self.checks if c.required)
-
-    def failure(self) -> str | None:
-        """The first failed required check as one line (``None`` when ``ok``)."""
-        failed = next((c for c in self.checks if c.required and not c.passed), None)
-        return None if failed is None else f"{failed.name}: {failed.detail}"
-
-    def summary(self) -> str:
-        """A human-readable table of the checks."""
-        lines = [f"Verification of {self.path}:"]
-        for c in self.checks:
-            mark = "PASS" if c.passed else ("FAIL" if c.required else "warn")
-            lines.append(f"  [{mark}] {c.name}: {c.detail}")
-        lines.append("OK" if self.ok else "FAILED")
-        return "\n".join(lines)
 
 
 def _training_view(photo: np.ndarray, size: tuple[int, int], resize: str) -> np.ndarray:
@@ -97,38 +59,6 @@ def _encode(images: np.ndarray, fmt: str, quality: int = 95) -> list[bytes]:
     if fmt == "png":
         return [tf.io.encode_png(p).numpy() for p in pixels]
     return [tf.io.encode_jpeg(p, quality=quality).numpy() for p in pixels]
-
-
-def _max_diff(a: np.ndarray, b: np.ndarray) -> float:
-    if a.shape != b.shape:
-        return float("inf")
-    if a.dtype.kind in "USO" or b.dtype.kind in "USO":
-        return 0.0 if np.array_equal(a, b) else float("inf")
-    return float(np.max(np.abs(a.astype(np.float64) - b))) if a.size else 0.0
-
-
-def _warmup_arrays(path: Path, arrays: dict, checks: list[Check]) -> None:
-    file = path / "assets.extra" / warmup_lib.WARMUP_FILE
-    if not file.is_file():
-        checks.append(Check("warmup file", False, f"{file} is missing", required=False))
-        return
-    try:
-        logs = warmup_lib.read_warmup_requests(file)
-    except Exception as err:  # noqa: BLE001 - any parse failure is the finding
-        checks.append(Check("warmup file", False, f"does not parse: {err}"))
-        return
-    ok = 0 < len(logs) <= warmup_lib.MAX_WARMUP_RECORDS
-    checks.append(Check("warmup file", ok, f"{len(logs)} PredictionLog records parsed "
-                        f"(limit {warmup_lib.MAX_WARMUP_RECORDS})"))
-    for i, entry in enumerate(logs):
-        request = entry.predict_log.request
-        for input_name, proto in request.inputs.items():
-            value = tf.make_ndarray(proto)
-            key = f"warmup:{i}:{request.model_spec.signature_name}:{input_name}"
-            if value.dtype == object:
-                pack_bytes(arrays, key, [bytes(v) for v in value.reshape(-1)])
-            else:
-                arrays[key] = value
 
 
 def _models_config_check(path: Path) -> Check | None:
@@ -246,7 +176,7 @@ def verify(path: str | os.PathLike, model: keras.Model | None = None, *, images=
     images, originals, user_images = _prepare_images(images, num_images, size, resize, seed)
     arrays = requests(images, originals, jpeg_quality)
     checks: list[Check] = []
-    _warmup_arrays(path, arrays, checks)
+    warmup_arrays(path, arrays, checks)
     targets = {c: path for c in consumers}  # in the order given: C++ first by default
     if tflite:
         targets.update({f"litert@{f.stem}": f for f in tflite_files(path)})
@@ -297,18 +227,18 @@ def _saved_model_checks(ctx: _Context, path, metrics, jpeg_min_agreement, user_i
     checks = [Check(f"{label}: loads and answers", True,
                     f"signatures {report['signatures']}, loaded in "
                     f"{report['load_seconds']:.1f} s")]
-    diff = mine["keras_max_abs_diff"] = _max_diff(out[f"images/{key}"], reference)
+    diff = mine["keras_max_abs_diff"] = max_diff(out[f"images/{key}"], reference)
     checks.append(Check(f"{label}: {IMAGES_SIGNATURE} vs {versus}", diff <= ctx.atol,
                         f"max |diff| {diff:.2e} on {len(reference)} images (atol {ctx.atol})"))
-    diff = mine["png_max_abs_diff"] = _max_diff(out[f"png/{key}"], reference)
-    others = max((_max_diff(out[f"png/{k.split('/', 1)[1]}"], v) for k, v in out.items()
+    diff = mine["png_max_abs_diff"] = max_diff(out[f"png/{key}"], reference)
+    others = max((max_diff(out[f"png/{k.split('/', 1)[1]}"], v) for k, v in out.items()
                   if k.startswith("images/")), default=0.0)
     checks.append(Check(f"{label}: {SERVING_SIGNATURE} PNG bytes vs {versus}",
                         max(diff, others) <= ctx.atol,
                         f"max |diff| {diff:.2e} (all outputs vs {IMAGES_SIGNATURE}: "
                         f"{others:.2e}; atol {ctx.atol})"))
     if ctx.has_photos:
-        diff = mine["resize_max_abs_diff"] = _max_diff(out[f"large_png/{key}"], reference)
+        diff = mine["resize_max_abs_diff"] = max_diff(out[f"large_png/{key}"], reference)
         checks.append(Check(f"{label}: {SERVING_SIGNATURE} native-size PNG photos",
                             diff <= ctx.atol,
                             f"max |diff| {diff:.2e} vs {versus} on the photos prepared by "

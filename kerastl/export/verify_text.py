@@ -18,10 +18,10 @@ import numpy as np
 import tensorflow as tf
 
 from kerastl.errors import UserInputError
+from kerastl.export.checks import Check, VerifyReport, max_diff, warmup_arrays
 from kerastl.export.consumers import SAVED_MODEL_CONSUMERS, pack_bytes, run_consumers
 from kerastl.export.listing import show_signatures
 from kerastl.export.saved_model import resolve_version_dir
-from kerastl.export.verify import Check, VerifyReport, _max_diff, _warmup_arrays
 
 #: Texts every verification sends when the caller gives none.
 DEFAULT_TEXTS = (
@@ -50,7 +50,7 @@ def verify_text(path: str | os.PathLike, model: keras.Model | None = None, *,
         consumers: which SavedModel consumers to run (C++ first by default).
 
     Returns:
-        A :class:`~kerastl.export.verify.VerifyReport`.
+        A :class:`~kerastl.export.checks.VerifyReport`.
     """
     path = resolve_version_dir(path)
     unknown = [c for c in consumers if c not in SAVED_MODEL_CONSUMERS]
@@ -63,7 +63,7 @@ def verify_text(path: str | os.PathLike, model: keras.Model | None = None, *,
     arrays: dict = {}
     pack_bytes(arrays, "texts", [t.encode("utf-8") for t in texts])
     checks: list[Check] = []
-    _warmup_arrays(path, arrays, checks)
+    warmup_arrays(path, arrays, checks)
     results = run_consumers({c: path for c in consumers}, arrays, timeout=timeout)
     clean = all(not r.report.get("kerastl_imported", False) for r in results.values())
     no_text_ops = all(not r.report.get("tensorflow_text_imported", False)
@@ -93,7 +93,7 @@ def _consumer_checks(result, expected, atol, class_names, metrics) -> list[Check
     key = "probabilities" if "texts/probabilities" in out else "predictions"
     reference = expected if expected is not None else out[f"texts/{key}"]
     versus = "Keras" if expected is not None else "itself"
-    diff = _max_diff(out[f"texts/{key}"], reference)
+    diff = max_diff(out[f"texts/{key}"], reference)
     metrics["consumers"][result.consumer] = {"load_seconds": report["load_seconds"],
                                              "keras_max_abs_diff": diff}
     checks = [Check(f"{label}: loads and answers", True,

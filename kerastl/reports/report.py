@@ -80,10 +80,10 @@ def environment() -> dict:
     import keras
     import tensorflow as tf
 
-    import kerastl
+    from kerastl._version import __version__
 
     return {
-        "kerastl": kerastl.__version__,
+        "kerastl": __version__,
         "tensorflow": tf.__version__,
         "keras": keras.__version__,
         "python": platform.python_version(),

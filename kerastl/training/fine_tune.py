@@ -166,7 +166,7 @@ def fine_tune(model: keras.Model, train: tf.data.Dataset, val: tf.data.Dataset |
     if momentum is not None:
         momentum_option(str(optimizer).lower(), momentum)  # a bad combination fails now
     if l2 is not None:
-        from kerastl.transfer.regularization import add_l2
+        from kerastl.regularization import add_l2
 
         add_l2(model, l2, scope="head")
     policy = distribute.check_precision(mixed_precision)

@@ -5,11 +5,11 @@ linear classifier on top), AdaBN domain adaptation and k-fold
 cross-validation for small datasets.
 """
 
+from kerastl.regularization import add_l2
 from kerastl.transfer.adabn import adapt_batchnorm
 from kerastl.transfer.cross_validation import CrossValidationResult, cross_validate
 from kerastl.transfer.features import extract_features
 from kerastl.transfer.linear import LinearHead, fit_linear_head, linear_head_model
-from kerastl.transfer.regularization import add_l2
 
 __all__ = [
     "CrossValidationResult",

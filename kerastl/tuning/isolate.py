@@ -82,9 +82,10 @@ def main(argv: list[str]) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import keras_tuner as kt
 
-    import kerastl  # noqa: F401  (quiet TF import, custom layers registered)
+    from kerastl.loading import register_keras_objects
     from kerastl.tuning.tuner import write_json_atomic
 
+    register_keras_objects()  # quiet TF import, custom layers registered
     with open(argv[0], "rb") as f:
         payload = pickle.load(f)  # written by the parent tuner for this trial
     hp = kt.HyperParameters.from_config(payload["hp_config"])

@@ -19,9 +19,10 @@ from export_helpers import save_hub_module, sharpen_head, tiny_backbone, tiny_cl
 import kerastl as ktl
 from kerastl.data import decode
 from kerastl.export import signatures
+from kerastl.export.checks import warmup_arrays
 from kerastl.export.consumers import SAVED_MODEL_CONSUMERS, run_consumers, unpack_bytes
 from kerastl.export.samples import sample_images
-from kerastl.export.verify import _training_view, _warmup_arrays, requests, verify
+from kerastl.export.verify import _training_view, requests, verify
 
 SIZE = (32, 32)
 pytestmark = pytest.mark.slow
@@ -78,7 +79,7 @@ def exported(tmp_path_factory):
     arrays = requests(np.stack([_training_view(c, SIZE, "stretch") for c in crops]), crops)
     views = np.stack([_data_layer_view(b) for b in unpack_bytes(arrays, "jpeg")])
     checks = []
-    _warmup_arrays(paths["multiclass"], arrays, checks)  # same examples for every model
+    warmup_arrays(paths["multiclass"], arrays, checks)  # same examples for every model
     assert checks[0].passed and checks[0].detail.startswith("7 PredictionLog")
     targets = {f"{consumer}@{kind}": path for kind, path in paths.items()
                for consumer in SAVED_MODEL_CONSUMERS}

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import kerastl as ktl
-from kerastl.transfer.regularization import add_l2
+from kerastl.regularization import add_l2
 
 
 def test_head_l2_is_counted_and_survives_saving(tmp_path, backbone):
