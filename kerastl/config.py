@@ -39,6 +39,14 @@ CLASSIFIERS = ("logistic", "linear_svm", "ridge")
 MIXED_PRECISION = ("mixed_float16", "mixed_bfloat16")
 UNFREEZE_KEYS = ("groups", "fraction", "from_layer", "train_bn", "lora_rank")
 DEFAULT_SEED = 1337
+#: ``dataclasses.field`` metadata: the option does not change what fine-tuning
+#: computes, so a run resumed with another value keeps its checkpoint. Every
+#: other field is part of the checkpoint's fingerprint (:func:`resume_fingerprint`).
+RESUME_NEUTRAL = "resume_neutral"
+
+
+def _neutral(default):
+    return dataclasses.field(default=default, metadata={RESUME_NEUTRAL: True})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,6 +89,13 @@ class FineTuneConfig:
         classifier, C: feature extraction's linear classifier and its
             regularisation (``None``: chosen by cross-validation).
         lr_find: run the learning-rate finder for phase 1's rate first.
+
+    Resuming (``backup_dir``): a checkpoint records every field the training
+    received (:func:`resume_fingerprint`) and a run with another value is
+    refused, except for the fields marked resume-neutral (``max_pixels``,
+    ``mode``, ``classifier``, ``C``: they do not change a fine-tuning run's
+    training). Options that are not fields (output folder, verbosity,
+    callbacks) never count.
     """
 
     backbone: str = "efficientnet_lite0"
@@ -98,7 +113,7 @@ class FineTuneConfig:
     resize: str = "stretch"
     seed: int = DEFAULT_SEED
     deterministic: bool = False
-    max_pixels: int | None = None
+    max_pixels: int | None = _neutral(None)  # a limit on the files read
 
     head_epochs: int = 3
     epochs: int = 10
@@ -118,9 +133,9 @@ class FineTuneConfig:
     cache_features: Any = "auto"
     mixed_precision: str | None = None
 
-    mode: str = "fine-tune"
-    classifier: str = "logistic"
-    C: float | None = None
+    mode: str = _neutral("fine-tune")  # a resumed run is fine-tuning whichever chose it
+    classifier: str = _neutral("logistic")  # feature extraction only (never resumed)
+    C: float | None = _neutral(None)
     lr_find: bool = False
 
     def __post_init__(self):
@@ -173,6 +188,33 @@ FINE_TUNE_FIELDS = ("head_epochs", "epochs", "learning_rate", "fine_tune_learnin
                     "unfreeze", "optimizer", "weight_decay", "momentum", "schedule", "warmup",
                     "patience", "label_smoothing", "l2", "layerwise_lr_decay",
                     "gradual_unfreeze_every", "cache_features", "mixed_precision")
+
+
+
+def resume_fingerprint(options: Mapping) -> dict:
+    """What a checkpoint must agree on: the :class:`FineTuneConfig` fields in ``options``.
+
+    Every field found in ``options`` (e.g. :func:`kerastl.fine_tune`'s keyword
+    arguments) counts, in declaration order, except the resume-neutral ones, so
+    a new field is covered as soon as the training receives it. Values are made
+    JSON-ready (a schedule object becomes its class name and config).
+    """
+    return {f.name: _jsonable(options[f.name]) for f in dataclasses.fields(FineTuneConfig)
+            if f.name in options and not f.metadata.get(RESUME_NEUTRAL, False)}
+
+
+def _jsonable(value):
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    get_config = getattr(value, "get_config", None)
+    if callable(get_config):
+        return {"class": type(value).__name__, "config": _jsonable(get_config())}
+    return type(value).__name__
+
 
 def field_names() -> tuple[str, ...]:
     return tuple(f.name for f in dataclasses.fields(FineTuneConfig))

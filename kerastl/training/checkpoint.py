@@ -138,8 +138,9 @@ class CheckpointManager:
 
     Args:
         directory: the backup folder (created on first write).
-        fingerprint: JSON-able description of the run; a checkpoint written
-            with a different fingerprint is refused with a clear error.
+        fingerprint: JSON-able description of the run; a checkpoint whose
+            fingerprint gives another value for a key both record is refused
+            with a clear error (see :func:`kerastl.config.resume_fingerprint`).
         writer: False on the non-chief workers of a cluster, which read
             checkpoints but never write them.
     """
@@ -198,7 +199,9 @@ class CheckpointManager:
         return None
 
     def _check_fingerprint(self, found: dict, path: pathlib.Path) -> None:
-        diffs = [k for k in sorted(set(found) | set(self.fingerprint))
+        # Only what both record is compared: a key one side lacks is an option
+        # the other kerastl version did not have (or counts as resume-neutral).
+        diffs = [k for k in sorted(set(found) & set(self.fingerprint))
                  if found.get(k) != self.fingerprint.get(k)]
         if diffs:
             detail = ", ".join(f"{k}: {found.get(k)!r} there vs {self.fingerprint.get(k)!r} now"

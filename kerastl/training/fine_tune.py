@@ -182,7 +182,7 @@ def fine_tune(model: keras.Model, train: tf.data.Dataset, val: tf.data.Dataset |
                    metrics=metrics, patience=patience, label_smoothing=label_smoothing,
                    class_weight=class_weight, weight_decay=weight_decay, strategy=strategy,
                    backup_dir=backup_dir, jit_compile=jit_compile, loop=training_loop,
-                   momentum=momentum, l2=l2,
+                   momentum=momentum, l2=l2, mixed_precision=mixed_precision,
                    **_schedule_options(schedule, warmup, layerwise_lr_decay,
                                        gradual_unfreeze_every, unfreeze or {}, backup_dir,
                                        training_loop))

@@ -18,7 +18,7 @@ import keras
 
 from kerastl import distribute
 from kerastl._compat import flatten_layers
-from kerastl.config import DEFAULT_SEED, DEFAULTS
+from kerastl.config import DEFAULT_SEED, DEFAULTS, resume_fingerprint
 from kerastl.data.pipeline import epoch_order, pass_counter
 from kerastl.freezing import find_backbone, freeze
 from kerastl.freezing import unfreeze as unfreeze_model
@@ -91,7 +91,8 @@ class TwoPhases:
 
     def __init__(self, model, train, val, **options):
         self.model, self.train, self.val = model, train, val
-        self.o = options
+        # An option a direct caller leaves out is the public default (fingerprinted as such).
+        self.o = {**DEFAULTS.fine_tune_kwargs(), **options}
         self.strategy = options["strategy"]
         self.monitor = "val_loss" if val is not None else "loss"
         self.best = BestWeights(model, monitor=self.monitor)
@@ -123,15 +124,10 @@ class TwoPhases:
         return self.strategy.scope() if self.strategy is not None else contextlib.nullcontext()
 
     def _fingerprint(self) -> dict:
-        o = self.o
+        # The model's structure and every FineTuneConfig field among the options
+        # (not the resume-neutral ones): a new option is covered automatically.
         return {"model": self.model.name, "weights": [list(w.shape) for w in self.model.weights],
-                "head_epochs": o["head_epochs"], "epochs": o["epochs"],
-                "unfreeze": o["unfreeze"], "optimizer": str(o["optimizer"]),
-                "learning_rate": o["learning_rate"],
-                "fine_tune_learning_rate": o["fine_tune_learning_rate"],
-                "schedule": o.get("schedule", DEFAULTS.schedule),
-                "layerwise_lr_decay": o.get("layerwise_lr_decay"),
-                "momentum": o.get("momentum"), "l2": o.get("l2")}
+                **resume_fingerprint(self.o)}
 
     # -- checkpoints -----------------------------------------------------
     def save(self, phase, *, phase_epochs_done=None, optimizer=None, label="", status=None,
