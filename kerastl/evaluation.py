@@ -47,7 +47,7 @@ def split_options(data_dir: pathlib.Path, requested: str, run_config: dict):
 def evaluate(model_or_run, data=None, *, split: str = "auto", batch_size: int = 32,
              output=None, errors: int = 16, max_pixels: int | None = None,
              run_report: dict | None = None, extra: dict | None = None) -> dict:
-    """Evaluate a classifier (or a :class:`Run`) on an image folder; write a report.
+    """Evaluate a classifier (or a :class:`Run`) on an image or text folder; write a report.
 
     Args:
         model_or_run: a :class:`Run`, a run folder, a ``.keras`` path or a model.
@@ -80,11 +80,17 @@ def evaluate(model_or_run, data=None, *, split: str = "auto", batch_size: int = 
     model = run.model
     contract = contract_of(model)
     chosen, fraction, seed = split_options(data_dir, split, run_config)
-    splits = image_folder(
-        data_dir, image_size=model_image_size(model), batch_size=batch_size,
-        validation_split=fraction, seed=seed, shuffle=False, augment=None,
-        resize=contract["resize"] or run_config.get("resize") or "stretch",
-        max_pixels=max_pixels if max_pixels is not None else run_config.get("max_pixels"))
+    if contract["kind"] == "text":
+        from kerastl.data.text import text_folder
+
+        splits = text_folder(data_dir, validation_split=fraction, seed=seed,
+                             batch_size=batch_size, shuffle=False)
+    else:
+        splits = image_folder(
+            data_dir, image_size=model_image_size(model), batch_size=batch_size,
+            validation_split=fraction, seed=seed, shuffle=False, augment=None,
+            resize=contract["resize"] or run_config.get("resize") or "stretch",
+            max_pixels=max_pixels if max_pixels is not None else run_config.get("max_pixels"))
     dataset = {"all": splits.train, "test": splits.test, "val": splits.val}[chosen]
     if dataset is None:
         raise UserInputError(f"--split {chosen}: {data_dir} has no such split")
@@ -95,8 +101,8 @@ def evaluate(model_or_run, data=None, *, split: str = "auto", batch_size: int = 
             f"{splits.class_names}; evaluate on a folder with the same class subfolders.")
     return evaluate_classifier(
         model, dataset, splits.class_names, output=output, split=chosen, errors=errors,
-        extra={"data_dir": str(data_dir), "skipped_files": [list(s) for s in splits.skipped],
-               **(extra or {})})
+        extra={"data_dir": str(data_dir), "kind": contract["kind"],
+               "skipped_files": [list(s) for s in splits.skipped], **(extra or {})})
 
 
 # -- predict -------------------------------------------------------------------
@@ -150,6 +156,8 @@ def predict(model, images, *, top_k: int = 5, batch_size: int = 32, resize: str 
         raise UserInputError(f"batch_size must be a positive int. Received: {batch_size!r}")
     model = as_run(model).model
     contract = contract_of(model)
+    if contract["kind"] == "text":
+        return _predict_texts(model, images, contract, top_k, batch_size, class_names)
     size = model_image_size(model)
     names, batches = _prediction_inputs(images, size, max_pixels)
     mode = resize or contract["resize"] or "stretch"
@@ -158,6 +166,32 @@ def predict(model, images, *, top_k: int = 5, batch_size: int = 32, resize: str 
     for batch in batches(batch_size):
         pixels = decode(tf.constant(batch)) if isinstance(batch, list) else batch
         scores.append(np.asarray(model.predict(pixels, verbose=0), dtype=np.float32))
+    merged = np.concatenate(scores) if scores else np.zeros((0, int(model.output_shape[-1])))
+    key = "predictions" if contract["task"] == "regression" else "probabilities"
+    return prediction_rows(names, {key: merged}, top_k, class_names or contract["class_names"])
+
+
+def _predict_texts(model, texts, contract, top_k, batch_size, class_names) -> list[dict]:
+    """:func:`predict` for a text model: ``texts`` are strings (or ``.txt`` paths)."""
+    import tensorflow as tf
+
+    if isinstance(texts, str | bytes | os.PathLike):
+        texts = [texts]
+    names, values = [], []
+    for i, item in enumerate(texts):
+        if isinstance(item, os.PathLike) or (isinstance(item, str) and item.endswith(".txt")
+                                             and os.path.isfile(item)):
+            names.append(os.fspath(item))
+            values.append(open(item, "rb").read())
+        elif isinstance(item, str | bytes):
+            names.append(i)
+            values.append(item.encode("utf-8") if isinstance(item, str) else item)
+        else:
+            raise UserInputError(f"A text model predicts strings or .txt paths. Received: "
+                                 f"{type(item).__name__} at position {i}")
+    scores = [np.asarray(model.predict(tf.constant(values[i:i + batch_size], tf.string),
+                                       verbose=0), dtype=np.float32)
+              for i in range(0, len(values), batch_size)]
     merged = np.concatenate(scores) if scores else np.zeros((0, int(model.output_shape[-1])))
     key = "predictions" if contract["task"] == "regression" else "probabilities"
     return prediction_rows(names, {key: merged}, top_k, class_names or contract["class_names"])

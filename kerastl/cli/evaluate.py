@@ -107,7 +107,8 @@ def _evaluate(args, summary: dict) -> int:
                           batch_size=args.batch_size, output=output, errors=args.errors,
                           max_pixels=args.max_pixels, extra={"model": str(model_path)})
     m = report["metrics"]
-    print(f"{report['split']} accuracy: {m['accuracy']:.4f} on {m['examples']} images "
+    what = "texts" if report.get("kind") == "text" else "images"
+    print(f"{report['split']} accuracy: {m['accuracy']:.4f} on {m['examples']} {what} "
           f"(macro F1 {m['macro_f1']:.4f})")
     for key, path in report["files"].items():
         print(f"  {key:<17}{path}")

@@ -35,7 +35,11 @@ def add_parser(subparsers) -> None:
         description="Print the top-k classes (or regression outputs) of each image.")
     parser.add_argument("model", help="a .keras file, a SavedModel version folder, or a "
                                       "model folder (its latest version)")
-    parser.add_argument("images", nargs="+", help="image files and/or folders")
+    parser.add_argument("images", nargs="*", metavar="INPUTS",
+                        help="image files and/or folders; for a text model, .txt files "
+                             "and/or folders of them")
+    parser.add_argument("--text", action="append", default=[], metavar="STRING",
+                        help="text models: a text to classify (repeat for more)")
     parser.add_argument("--top-k", type=int, default=5, help="classes per image (default: 5)")
     parser.add_argument("--format", choices=("table", "csv", "json"), default="table",
                         help="output format (default: %(default)s)")
@@ -65,16 +69,18 @@ class _SavedModelPredictor:
         self.path = check_saved_model(path, "serving_default", trust=trust)
         self._fn = tf.saved_model.load(str(self.path)).signatures.get("serving_default")
         inputs = self._fn.structured_input_signature[1] if self._fn is not None else {}
-        if list(inputs) != ["image_bytes"]:
+        if list(inputs) not in (["image_bytes"], ["text"]):
             raise UserInputError(
-                f"{self.path} has no serving_default signature taking image_bytes (found "
-                f"inputs {sorted(inputs)}); export it with kerastl export / "
+                f"{self.path} has no serving_default signature taking image_bytes or text "
+                f"(found inputs {sorted(inputs)}); export it with kerastl export / "
                 "ktl.export_saved_model.")
+        self._input = list(inputs)[0]
+        self.kind = "text" if self._input == "text" else "image"
         self._tf = tf
         self.class_names = None  # the SavedModel answers class_names itself
 
     def __call__(self, data: list[bytes]) -> dict[str, np.ndarray]:
-        out = self._fn(image_bytes=self._tf.constant(data))
+        out = self._fn(**{self._input: self._tf.constant(data, self._tf.string)})
         return {k: v.numpy() for k, v in out.items()}
 
 
@@ -88,17 +94,23 @@ class _KerasPredictor:
         self.model = load_keras_model(path)
         contract = contract_of(self.model)
         self.task = contract["task"]
+        self.kind = contract["kind"]
         self.class_names = resolve_class_names(path, args.labels, args.class_names, self.model)
+        self._tf = tf
+        if self.kind == "text":
+            return
         size = model_image_size(self.model)
         self.resize = args.resize or contract["resize"] or "stretch"
         self._decode = tf.function(lambda d: decode_images(d, size, self.resize),
                                    autograph=False)
-        self._tf = tf
 
     def __call__(self, data: list[bytes]) -> dict[str, np.ndarray]:
         import numpy as np
 
-        images = self._decode(self._tf.constant(data))
+        if self.kind == "text":
+            images = self._tf.constant(data, self._tf.string)
+        else:
+            images = self._decode(self._tf.constant(data))
         scores = np.asarray(self.model.predict(images, verbose=0), dtype=np.float32)
         key = "predictions" if self.task == "regression" else "probabilities"
         return {key: scores}
@@ -116,6 +128,41 @@ def _predict_batch(predictor, files, data):
             except tf.errors.InvalidArgumentError as err:
                 raise UserInputError(f"Could not decode {f}: {tf_error_cause(err)}") from err
         raise
+
+
+def _any_text(inputs) -> bool:
+    return any(Path(i).suffix.lower() == ".txt" for i in inputs)
+
+
+def _text_inputs(args):
+    """``(names, read)`` for a text model: each ``--text`` (named ``text:1``...), then
+    the ``.txt`` files given or found in the folders given."""
+    files: list = []
+    for item in map(Path, args.images):
+        if item.is_dir():
+            found = sorted(p for p in item.rglob("*.txt") if p.is_file())
+            if not found:
+                raise UserInputError(f"No .txt files in {item}.")
+            files += found
+        elif item.is_file():
+            files.append(item)
+        else:
+            raise UserInputError(f"No such file or folder: {item}")
+    inline = {f"text:{i + 1}": t.encode("utf-8") for i, t in enumerate(args.text)}
+
+    def read(chunk) -> list[bytes]:
+        out = []
+        for name in chunk:
+            if isinstance(name, str):
+                out.append(inline[name])
+                continue
+            try:
+                out.append(name.read_bytes())
+            except OSError as err:
+                raise UserInputError(f"Cannot read {name}: {err.strerror or err}") from None
+        return out
+
+    return [*inline, *files], read
 
 
 def _names_from_saved_model(path: Path) -> list[str] | None:
@@ -187,9 +234,11 @@ def run(args: argparse.Namespace) -> int:
 
     max_pixels = resolve_max_pixels(args.max_pixels)
     model_path = Path(args.model)
+    if not args.images and not args.text:
+        raise UserInputError("Give image (or .txt) files or folders to predict, or --text.")
     from kerastl.data.header import image_files, read_images
 
-    files = image_files(args.images)
+    files = image_files(args.images) if not args.text and not _any_text(args.images) else []
     if args.output:
         _check_output(Path(args.output), model_path, files)
     if model_path.is_dir():
@@ -200,12 +249,24 @@ def run(args: argparse.Namespace) -> int:
         class_names = predictor.class_names
     else:
         raise FileNotFoundError(f"No such model file or SavedModel folder: {model_path}")
+    if predictor.kind == "text":
+        files, read = _text_inputs(args)
+        if args.output:
+            _check_output(Path(args.output), model_path,
+                          [f for f in files if isinstance(f, Path)])
+    else:
+        if args.text:
+            raise UserInputError(f"--text needs a text model; {model_path} takes images.")
+        files = files or image_files(args.images)
+
+        def read(chunk):
+            return read_images(chunk, max_pixels)
     import numpy as np
 
     outputs: dict[str, list] = {}
     for start in range(0, len(files), args.batch_size):
         chunk = files[start:start + args.batch_size]
-        for key, value in _predict_batch(predictor, chunk, read_images(chunk, max_pixels)).items():
+        for key, value in _predict_batch(predictor, chunk, read(chunk)).items():
             outputs.setdefault(key, []).append(value)
     merged = {k: np.concatenate(v) for k, v in outputs.items()
               if k in ("probabilities", "predictions")}

@@ -132,8 +132,15 @@ def evaluate_classifier(model, dataset, class_names: list[str], *,
         files["confusion_matrix"] = plot_confusion_matrix(
             metrics["confusion_matrix"], class_names, output / CONFUSION_FILE,
             title=f"Confusion matrix ({split})")
-        grid = write_errors_grid(dataset, probs, labels, class_names, output / ERRORS_FILE,
-                                 count=errors)
+        if getattr(dataset.element_spec[0], "dtype", None) == "string":  # texts
+            from kerastl.text.run import write_text_errors
+
+            texts = [t for batch, _ in dataset for t in batch.numpy()]
+            grid = write_text_errors(texts, probs, labels, class_names, output / ERRORS_FILE,
+                                     count=errors) if errors else None
+        else:
+            grid = write_errors_grid(dataset, probs, labels, class_names,
+                                     output / ERRORS_FILE, count=errors)
         if grid:
             files["errors"] = grid
         report["files"] = files

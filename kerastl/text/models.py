@@ -14,6 +14,8 @@ sentence-transformers' ``encode(normalize_embeddings=True)`` returns).
 
 from __future__ import annotations
 
+import pathlib
+import re
 from collections.abc import Sequence
 
 import keras
@@ -21,6 +23,12 @@ import keras
 from kerastl.errors import UserInputError
 from kerastl.models import REQUIRES, _check_class_names, _check_hidden, _layer_maker
 from kerastl.text.bert import TextBackbone, build_text_backbone
+
+
+def _model_name(backbone: TextBackbone, suffix: str) -> str:
+    """``<backbone>_<suffix>``, with a local folder's path reduced to a valid name."""
+    base = pathlib.PurePath(backbone.backbone_name or "text").name
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{base}_{suffix}").lstrip("_.") or suffix
 
 
 def _resolve(backbone, sequence_length) -> TextBackbone:
@@ -67,9 +75,8 @@ class TextTask(keras.Model):
             x = make(keras.layers.Dropout, dropout, name="head_dropout")(x)
         outputs = make(keras.layers.Dense, num_outputs, activation=activation, dtype="float32",
                        name="predictions")(x)
-        default = f"{backbone.backbone_name or 'text'}_{self._suffix}"
         super().__init__(inputs=text, outputs=outputs,
-                         name=name or default.replace("/", "_"), **kwargs)
+                         name=name or _model_name(backbone, self._suffix), **kwargs)
         self.backbone = backbone
         self._num_outputs = int(num_outputs)
         self._dropout = float(dropout)
@@ -190,8 +197,7 @@ class TextEmbedder(keras.Model):
         text = keras.Input(shape=(), dtype="string", name="text")
         outputs = keras.layers.UnitNormalization(name="normalize")(backbone(text))
         super().__init__(inputs=text, outputs=outputs,
-                         name=name or f"{backbone.backbone_name or 'text'}_embedder"
-                         .replace("/", "_"), **kwargs)
+                         name=name or _model_name(backbone, "embedder"), **kwargs)
         self.backbone = backbone
 
     def get_config(self) -> dict:

@@ -123,9 +123,10 @@ def text_backbone_spec(name: str) -> TextBackboneSpec:
     folder = pathlib.Path(name)
     if (folder / "config.json").is_file():
         config = read_config(folder)
+        positions = int(config.get("max_position_embeddings", 512))
         return bert_spec(str(folder), int(config["num_hidden_layers"]),
-                         int(config["hidden_size"]),
-                         max_sequence_length=int(config.get("max_position_embeddings", 512)),
+                         int(config["hidden_size"]), max_sequence_length=positions,
+                         default_sequence_length=min(128, positions),
                          lowercase=_folder_lowercase(folder), source=str(folder))
     matches = close_matches(str(name), list(_REGISTRY))
     hint = f" Did you mean {', '.join(matches)}?" if matches else ""
