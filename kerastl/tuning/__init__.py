@@ -10,6 +10,7 @@ mechanism. See docs/tuning.md.
 
 from kerastl.tuning.hypermodel import DEFAULTS, HYPERPARAMETERS, TransferHyperModel
 from kerastl.tuning.search import TUNERS, SearchResult, search
+from kerastl.tuning.text import TEXT_DEFAULTS, TextHyperModel
 
-__all__ = ["DEFAULTS", "HYPERPARAMETERS", "TUNERS", "SearchResult", "TransferHyperModel",
-           "search"]
+__all__ = ["DEFAULTS", "HYPERPARAMETERS", "TEXT_DEFAULTS", "TUNERS", "SearchResult",
+           "TextHyperModel", "TransferHyperModel", "search"]

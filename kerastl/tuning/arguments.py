@@ -65,9 +65,12 @@ def _check_dataset(name: str, ds) -> None:
         raise UserInputError(f"{name} must be a tf.data.Dataset of (images, labels) batches "
                              f"(or a Splits for train). Received: {type(ds).__name__}")
     spec = ds.element_spec
-    if not (isinstance(spec, tuple) and len(spec) == 2 and len(spec[0].shape) == 4):
-        raise UserInputError(f"{name} must yield (images (B, H, W, 3), labels) batches. "
-                             f"Received element_spec={spec}")
+    text = isinstance(spec, tuple) and len(spec) == 2 and _is_text(ds) and \
+        len(spec[0].shape) == 1
+    if not text and not (isinstance(spec, tuple) and len(spec) == 2
+                         and len(spec[0].shape) == 4):
+        raise UserInputError(f"{name} must yield (images (B, H, W, 3), labels) or (texts (B,), "
+                             f"labels) batches. Received element_spec={spec}")
 
 
 def _oracle(tuner: str, objective, *, max_trials, max_epochs, seed, hyperparameters,
@@ -109,11 +112,33 @@ def _check_arguments(tuner, train, val, *, objective, max_trials, max_epochs,
     return key
 
 
+def _is_text(dataset) -> bool:
+    """A dataset of ``(strings, labels)`` batches: a text search."""
+    spec = getattr(dataset, "element_spec", None)
+    first = spec[0] if isinstance(spec, tuple) and spec else spec
+    return getattr(first, "dtype", None) == "string"
+
+
+def _all_text(backbones) -> bool:
+    from kerastl.text.presets import is_text_backbone
+
+    names = (backbones,) if isinstance(backbones, str) else tuple(backbones)
+    return bool(names) and all(is_text_backbone(b) for b in names)
+
+
 def _hypermodel_and_project(hypermodel, project_name, key, train, val, *, backbones,
                             image_size, num_classes, weights, space, fixed, seed, verbose,
                             strategy, class_names):
     """The search's hypermodel (a :class:`TransferHyperModel` unless one is given) and its
     checked project name (default ``<tuner>_<backbones>``)."""
+    if hypermodel is None and _is_text(train):
+        from kerastl.tuning.text import TextHyperModel
+
+        text_backbones = tuple(backbones) if _all_text(backbones) else ("minilm_l6",)
+        hypermodel = TextHyperModel(
+            num_classes or _infer_num_classes(train, val), backbones=text_backbones,
+            weights="pretrained" if weights == "imagenet" else weights, space=space,
+            fixed=fixed, seed=seed, verbose=verbose, strategy=strategy, class_names=class_names)
     if hypermodel is None:
         image_size = image_size or _infer_image_size(train)
         if image_size is None:

@@ -64,15 +64,16 @@ HYPERPARAMETERS = tuple(DEFAULTS)
 _RANGE_KEYS = {"min", "max", "step", "sampling", "default"}
 
 
-def _check_space(space: Mapping, fixed: Mapping) -> None:
+def _check_space(space: Mapping, fixed: Mapping,
+                 known: Sequence[str] = HYPERPARAMETERS) -> None:
     for label, mapping in (("space", space), ("fixed", fixed)):
-        unknown = [k for k in mapping if k not in DEFAULTS]
+        unknown = [k for k in mapping if k not in known]
         if unknown:
-            hints = [m for k in unknown for m in close_matches(k, HYPERPARAMETERS)]
+            hints = [m for k in unknown for m in close_matches(k, known)]
             hint = f" Did you mean: {', '.join(hints)}?" if hints else ""
             raise UserInputError(
                 f"Unknown hyperparameter(s) {unknown} in {label}=.{hint} "
-                f"Known: {', '.join(HYPERPARAMETERS)}."
+                f"Known: {', '.join(known)}."
             )
     both = sorted(set(space) & set(fixed))
     if both:
@@ -170,16 +171,27 @@ class TransferHyperModel(kt.HyperModel):
         # trials) or a tf.distribute.Strategy; None trains without distribution.
         self.strategy = strategy
         self.class_names = class_names
-        self.definitions = {name: self._definition(name) for name in HYPERPARAMETERS}
+        self.definitions = {name: self._definition(name) for name in self.hyperparameters}
+
+    #: The hyperparameters this hypermodel declares, with their definitions.
+    table: Mapping[str, dict] = DEFAULTS
+
+    @property
+    def hyperparameters(self) -> tuple[str, ...]:
+        return tuple(self.table)
+
+    def _spec(self, name: str):
+        """The registry spec of backbone ``name`` (its layer groups)."""
+        return backbone_spec(name)
 
     # -- search space -------------------------------------------------------
 
     def _definition(self, name: str) -> dict:
-        base = dict(DEFAULTS[name])
+        base = dict(self.table[name])
         if name == "backbone":
             base.update(values=list(self.backbones), default=self.backbones[0])
         if name == "unfreeze_groups":  # every group: the whole backbone, as fine_tune
-            every = max(len(backbone_spec(b).groups) for b in self.backbones)
+            every = max(len(self._spec(b).groups) for b in self.backbones)
             base.update(max=every if base["max"] is None else base["max"],
                         default=every if base["default"] is None else base["default"])
         if name in self.fixed:
@@ -236,7 +248,7 @@ class TransferHyperModel(kt.HyperModel):
 
     def values(self, hp: kt.HyperParameters) -> dict:
         """All hyperparameter values of ``hp`` (declaring missing ones at their default)."""
-        return {name: self.declare(hp, name) for name in HYPERPARAMETERS}
+        return {name: self.declare(hp, name) for name in self.hyperparameters}
 
     # -- HyperModel ---------------------------------------------------------
 
@@ -302,7 +314,7 @@ class TransferHyperModel(kt.HyperModel):
         train, val = x, validation_data
         if v["label_smoothing"] and len(train.element_spec[1].shape) < 2:
             train, val = (_one_hot(ds, self.num_classes) for ds in (train, val))
-        n_groups = len(backbone_spec(v["backbone"]).groups)
+        n_groups = len(self._spec(v["backbone"]).groups)
         groups = min(int(v["unfreeze_groups"]), n_groups)
         # Every group: the whole backbone (BatchNorm frozen), what fine_tune's default does.
         unfreeze = {"groups": groups} if groups < n_groups else {}

@@ -103,7 +103,8 @@ class SearchResult:
 
 
 def _tuned_names(rows: list[dict]) -> list[str]:
-    return [n for n in HYPERPARAMETERS if any(n in r for r in rows)]
+    known = list(HYPERPARAMETERS) + ["sequence_length"]  # text searches tune it too
+    return [n for n in known if any(n in r for r in rows)]
 
 
 def search(train, val=None, *, backbones: Sequence[str] = ("efficientnet_lite0",),
@@ -132,6 +133,9 @@ def search(train, val=None, *, backbones: Sequence[str] = ("efficientnet_lite0",
     Args:
         train: dataset of ``(float32 [0, 255] images, labels)`` batches, or a
             :class:`~kerastl.data.Splits` (then ``val`` defaults to its ``val``).
+            Batches of ``(strings, labels)`` (or a :class:`~kerastl.data.TextSplits`)
+            make a text search (:class:`~kerastl.tuning.text.TextHyperModel`:
+            text backbones, ``sequence_length`` tuned, no augmentation).
         val: validation dataset (required: the objective is measured on it).
         backbones: registry names to choose from.
         tuner: ``"hyperband"``, ``"bayesian"``, ``"random"`` or ``"grid"``.
@@ -188,13 +192,14 @@ def search(train, val=None, *, backbones: Sequence[str] = ("efficientnet_lite0",
     from kerastl.data.splits import Splits
 
     class_names = None
-    if isinstance(train, Splits):
+    if isinstance(train, Splits) or type(train).__name__ == "TextSplits":
         splits = train
         train, val = splits.train, val if val is not None else splits.val
-        if num_classes in (None, splits.num_classes):  # the models keep the class names
+        count = len(splits.class_names)
+        if num_classes in (None, count):  # the models keep the class names
             class_names = list(splits.class_names)
-        num_classes = num_classes or splits.num_classes
-        image_size = image_size or splits.image_size
+        num_classes = num_classes or count
+        image_size = image_size or getattr(splits, "image_size", None)
     key = _check_arguments(tuner, train, val, objective=objective, max_trials=max_trials,
                            max_epochs=max_epochs, executions_per_trial=executions_per_trial,
                            factor=factor, keep_cache=keep_cache)
