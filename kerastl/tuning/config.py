@@ -27,6 +27,12 @@ Top-level keys (all optional except ``data``)::
       validation_split: 0.2
     export: {name: flowers, base_dir: SavedModels}   # export the best model
 
+Text searches take ``source: text_folder`` (``path``: class subfolders of
+``.txt`` files; ``max_per_class``) or ``source: bbc_news`` (the offline BBC News
+corpus; ``train_per_class``, ``val_per_class``), no ``image_size``, and text
+``backbones`` (default ``[minilm_l6]``); ``sequence_length`` is then a
+hyperparameter (see ``tuning/text_bbc_random.yaml``).
+
 Relative paths are relative to the current directory.
 """
 
@@ -48,7 +54,12 @@ DATA_KEYS = {
     "tfds": ("source", "name", "image_size", "batch_size", "data_dir"),
     "fashion_mnist": ("source", "image_size", "train_per_class", "val_per_class",
                       "batch_size", "seed"),
+    # text: a folder of .txt class subfolders, or the offline BBC News corpus
+    "text_folder": ("source", "path", "batch_size", "validation_split", "seed",
+                    "max_per_class"),
+    "bbc_news": ("source", "train_per_class", "val_per_class", "batch_size", "seed"),
 }
+TEXT_SOURCES = ("text_folder", "bbc_news")
 EXPORT_KEYS = ("name", "base_dir")
 
 
@@ -95,7 +106,7 @@ def load_config(path: str | pathlib.Path) -> dict:
         raise UserInputError(f"{path}: data.source must be one of {', '.join(DATA_KEYS)}. "
                              f"Received: {source!r}")
     _unknown(data, DATA_KEYS[source], f"{path} data ({source})")
-    if "image_size" not in data:
+    if "image_size" not in data and source not in TEXT_SOURCES:
         raise UserInputError(f"{path}: data.image_size is required (e.g. 224).")
     for key in ("space", "fixed", "export"):
         if key in config and config[key] is not None and not isinstance(config[key], dict):
@@ -106,7 +117,7 @@ def load_config(path: str | pathlib.Path) -> dict:
             check_name(config["export"]["name"], what="export.name", kind="model name")
     backbones = config.get("backbones")
     if backbones is None:
-        backbones = ["efficientnet_lite0"]
+        backbones = ["minilm_l6"] if source in TEXT_SOURCES else ["efficientnet_lite0"]
     if isinstance(backbones, str):
         backbones = [backbones]
     if not (isinstance(backbones, list) and backbones
@@ -134,6 +145,8 @@ def load_data(data: dict):
     import kerastl as ktl
 
     source = data.get("source", "folder")
+    if source in TEXT_SOURCES:
+        return _load_text(source, data)
     size = _size(data["image_size"])
     if source == "folder":
         if "path" not in data:
@@ -154,6 +167,25 @@ def load_data(data: dict):
                       val_per_class=data.get("val_per_class", 50), test_per_class=1,
                       batch_size=data.get("batch_size", 32), seed=data.get("seed", 0))
     return demo_splits(demo)
+
+
+def _load_text(source: str, data: dict):
+    """The :class:`~kerastl.data.TextSplits` of a text ``data:`` section."""
+    import kerastl as ktl
+
+    if source == "text_folder":
+        if "path" not in data:
+            raise UserInputError("data.path is required for source: text_folder.")
+        return ktl.data.text_folder(data["path"], batch_size=data.get("batch_size", 32),
+                                    validation_split=data.get("validation_split", 0.2),
+                                    seed=data.get("seed", DEFAULT_SEED),
+                                    max_per_class=data.get("max_per_class"))
+    from kerastl.text.demo import TextDemoConfig, demo_text_splits
+
+    demo = TextDemoConfig(train_per_class=data.get("train_per_class", 20),
+                          val_per_class=data.get("val_per_class", 10), test_per_class=0,
+                          batch_size=data.get("batch_size", 16), seed=data.get("seed", 0))
+    return demo_text_splits(demo)
 
 
 def search_kwargs(config: dict) -> dict:
