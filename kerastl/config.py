@@ -176,18 +176,15 @@ class FineTuneConfig:
         return {name: getattr(self, name) for name in FINE_TUNE_FIELDS}
 
     def unfreeze_options(self) -> dict:
-        """:func:`kerastl.unfreeze`'s keyword arguments for phase 2 (``lora_rank`` included)."""
-        options = dict(self.unfreeze or {})
-        if self.lora_rank is not None:
-            options["lora_rank"] = self.lora_rank
-        return options
+        return dict(self.unfreeze or {})
 
 
 #: The fields that are keyword arguments of :func:`kerastl.fine_tune`.
 FINE_TUNE_FIELDS = ("head_epochs", "epochs", "learning_rate", "fine_tune_learning_rate",
                     "unfreeze", "optimizer", "weight_decay", "momentum", "schedule", "warmup",
                     "patience", "label_smoothing", "l2", "layerwise_lr_decay",
-                    "gradual_unfreeze_every", "cache_features", "mixed_precision")
+                    "gradual_unfreeze_every", "cache_features", "mixed_precision",
+                    "lora_rank")
 
 
 

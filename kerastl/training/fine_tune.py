@@ -57,7 +57,8 @@ def fine_tune(model: keras.Model, train: tf.data.Dataset, val: tf.data.Dataset |
               layerwise_lr_decay: float | None = DEFAULTS.layerwise_lr_decay,
               gradual_unfreeze_every: int | None = DEFAULTS.gradual_unfreeze_every,
               momentum: float | None = DEFAULTS.momentum,
-              l2: float | None = DEFAULTS.l2) -> FineTuneResult:
+              l2: float | None = DEFAULTS.l2,
+              lora_rank: int | None = DEFAULTS.lora_rank) -> FineTuneResult:
     # Every default above is kerastl.FineTuneConfig's (kerastl/config.py), defined once.
     """Fine-tune ``model`` in two phases and return the best weights.
 
@@ -134,6 +135,9 @@ def fine_tune(model: keras.Model, train: tf.data.Dataset, val: tf.data.Dataset |
             to ``model`` (it stays in the model and its saved config). For the
             backbone's kernels too, call ``ktl.transfer.add_l2(model, l2, scope="all")``
             before ``fine_tune``.
+        lora_rank: transformer (text) backbones: phase 2 trains rank-``lora_rank``
+            LoRA adapters on the attention query/value projections of the
+            unfrozen layers instead of their weights (``unfreeze(lora_rank=)``).
 
     Returns:
         A :class:`FineTuneResult`.
@@ -163,6 +167,8 @@ def fine_tune(model: keras.Model, train: tf.data.Dataset, val: tf.data.Dataset |
         raise UserInputError("training_loop must be 'auto', 'keras' or 'custom'. "
                              f"Received: {training_loop!r}")
     find_backbone(model)
+    if lora_rank is not None:
+        unfreeze = {**(unfreeze or {}), "lora_rank": lora_rank}
     if momentum is not None:
         momentum_option(str(optimizer).lower(), momentum)  # a bad combination fails now
     if l2 is not None:
