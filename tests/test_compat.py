@@ -370,7 +370,7 @@ def test_no_module_reaches_a_private_symbol_except_through_compat():
     root = pathlib.Path(_compat.__file__).parent
     offenders = []
     for path in sorted(root.rglob("*.py")):
-        if path.name == "_compat.py":
+        if path.name in ("_compat.py", "_private_symbols.py"):  # the wrappers and their table
             continue
         for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
             code = line.split("#", 1)[0]

@@ -22,6 +22,30 @@ from kerastl.errors import DataError, UserInputError
 _MAX_CONSTANT_BYTES = 1024**3
 
 
+def inference_function(model, image_spec):
+    """``model(images, training=False)`` as one traced ``tf.function`` for every batch size.
+
+    One trace for every batch (the last, smaller one included): tracing a
+    backbone costs about as much as running it over a thousand small images,
+    and calling it eagerly batch after batch grows the process (see
+    :func:`kerastl.reports.report.predict_dataset`).
+
+    Args:
+        model: any Keras model or layer.
+        image_spec: the ``tf.TensorSpec`` of a batch of inputs (its batch
+            dimension is left free); another spec traces once per shape.
+    """
+    signature = None
+    if isinstance(image_spec, tf.TensorSpec) and image_spec.shape.rank is not None:
+        signature = [tf.TensorSpec((None,) + tuple(image_spec.shape[1:]), image_spec.dtype)]
+
+    @tf.function(input_signature=signature, reduce_retracing=signature is None)
+    def forward(images):
+        return model(images, training=False)
+
+    return forward
+
+
 def extract_features(backbone: keras.Model, dataset: tf.data.Dataset, *,
                      verbose="auto") -> tuple[np.ndarray, np.ndarray]:
     """Run ``backbone`` (in inference mode) once over ``dataset``.
@@ -50,17 +74,7 @@ def extract_features(backbone: keras.Model, dataset: tf.data.Dataset, *,
             f"Received element_spec={spec!r}"
         )
 
-    # One trace for every batch (the last, smaller one included): tracing a
-    # backbone costs about as much as running it over a thousand small images.
-    image_spec = spec[0]
-    signature = None
-    if isinstance(image_spec, tf.TensorSpec) and image_spec.shape.rank is not None:
-        signature = [tf.TensorSpec((None,) + tuple(image_spec.shape[1:]), image_spec.dtype)]
-
-    @tf.function(input_signature=signature, reduce_retracing=signature is None)
-    def forward(images):
-        return backbone(images, training=False)
-
+    forward = inference_function(backbone, spec[0])
     steps = int(dataset.cardinality())
     show = verbose not in (0, False, None)
     bar = keras.utils.Progbar(steps if steps > 0 else None, unit_name="batch") if show else None

@@ -84,3 +84,14 @@ def warmup_arrays(path: Path, arrays: dict, checks: list[Check]) -> None:
                 pack_bytes(arrays, key, [bytes(v) for v in value.reshape(-1)])
             else:
                 arrays[key] = value
+
+
+def warmup_replay_check(label: str, report: dict) -> Check | None:
+    """Whether a consumer answered every warmup request it replayed (``None``: it replayed none)."""
+    replays = report.get("warmup_replay") or []
+    if not replays:
+        return None
+    failed = [r for r in replays if not r["ok"]]
+    return Check(f"{label}: warmup requests replay", not failed,
+                 f"{len(replays) - len(failed)}/{len(replays)} answered"
+                 + (f"; first failure: {failed[0]['error']}" if failed else ""))

@@ -27,7 +27,13 @@ import numpy as np
 import tensorflow as tf
 
 from kerastl.errors import UserInputError, require
-from kerastl.export.checks import Check, VerifyReport, max_diff, warmup_arrays
+from kerastl.export.checks import (
+    Check,
+    VerifyReport,
+    max_diff,
+    warmup_arrays,
+    warmup_replay_check,
+)
 from kerastl.export.consumers import (
     SAVED_MODEL_CONSUMERS,
     ConsumerResult,
@@ -259,13 +265,8 @@ def _saved_model_checks(ctx: _Context, path, metrics, jpeg_min_agreement, user_i
                     error["message"])
         detail = line.strip()[:220]
     checks.append(Check(f"{label}: garbage bytes rejected", named, detail))
-    replays = report.get("warmup_replay") or []
-    if replays:
-        failed = [r for r in replays if not r["ok"]]
-        checks.append(Check(f"{label}: warmup requests replay", not failed,
-                            f"{len(replays) - len(failed)}/{len(replays)} answered"
-                            + (f"; first failure: {failed[0]['error']}" if failed else "")))
-    return checks
+    replay = warmup_replay_check(label, report)
+    return checks + ([replay] if replay is not None else [])
 
 
 def _classifier_checks(out, lossless, path, label, mine, jpeg_min_agreement, required,

@@ -18,7 +18,13 @@ import numpy as np
 import tensorflow as tf
 
 from kerastl.errors import UserInputError
-from kerastl.export.checks import Check, VerifyReport, max_diff, warmup_arrays
+from kerastl.export.checks import (
+    Check,
+    VerifyReport,
+    max_diff,
+    warmup_arrays,
+    warmup_replay_check,
+)
 from kerastl.export.consumers import SAVED_MODEL_CONSUMERS, pack_bytes, run_consumers
 from kerastl.export.listing import show_signatures
 from kerastl.export.saved_model import resolve_version_dir
@@ -111,10 +117,5 @@ def _consumer_checks(result, expected, atol, class_names, metrics) -> list[Check
     empty = out.get(f"empty/{key}")
     checks.append(Check(f"{label}: empty batch", empty is not None and empty.shape[0] == 0,
                         f"{key} shape {None if empty is None else empty.shape}"))
-    replays = report.get("warmup_replay") or []
-    if replays:
-        failed = [r for r in replays if not r["ok"]]
-        checks.append(Check(f"{label}: warmup requests replay", not failed,
-                            f"{len(replays) - len(failed)}/{len(replays)} answered"
-                            + (f"; first failure: {failed[0]['error']}" if failed else "")))
-    return checks
+    replay = warmup_replay_check(label, report)
+    return checks + ([replay] if replay is not None else [])

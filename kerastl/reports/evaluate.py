@@ -133,7 +133,7 @@ def evaluate_classifier(model, dataset, class_names: list[str], *,
             metrics["confusion_matrix"], class_names, output / CONFUSION_FILE,
             title=f"Confusion matrix ({split})")
         if getattr(dataset.element_spec[0], "dtype", None) == "string":  # texts
-            from kerastl.text.run import write_text_errors
+            from kerastl.reports.plots import write_text_errors
 
             texts = [t for batch, _ in dataset for t in batch.numpy()]
             grid = write_text_errors(texts, probs, labels, class_names, output / ERRORS_FILE,

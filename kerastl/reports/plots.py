@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import textwrap
 
 import numpy as np
 
@@ -213,3 +214,36 @@ def _errors_figure(images, probabilities, labels, class_names, indices, *,
                      f"pred: {_short(class_names[predicted])} ({p[predicted]:.2f})", fontsize=8)
     fig.suptitle(title)
     return fig
+
+
+def write_text_errors(texts, probabilities, labels, class_names, path, *, count: int = 12,
+                      width: int = 110) -> str | None:
+    """A figure of the ``count`` most confidently wrong texts: true and predicted class,
+    confidence, and the start of each text. ``None`` when nothing is wrong."""
+    probabilities = np.asarray(probabilities)
+    labels = np.asarray(labels).astype(int)
+    predicted = probabilities.argmax(axis=1)
+    wrong = np.flatnonzero(predicted != labels)
+    if wrong.size == 0:
+        return None
+    wrong = wrong[np.argsort(-probabilities[wrong, predicted[wrong]])][:count]
+    plt = _pyplot()
+    rows = len(wrong)
+    fig, ax = plt.subplots(figsize=(11, 0.95 * rows + 0.9))
+    ax.axis("off")
+    ax.set_title(f"Most confidently wrong texts ({len(wrong)} of "
+                 f"{int((predicted != labels).sum())} errors)", loc="left", fontsize=11)
+    for row, i in enumerate(wrong):
+        text = texts[i].decode("utf-8", "replace") if isinstance(texts[i], bytes) else texts[i]
+        snippet = textwrap.shorten(" ".join(str(text).split()), width=2 * width,
+                                   placeholder=" ...")
+        y = 1 - (row + 0.15) / rows
+        ax.text(0, y, f"true: {class_names[labels[i]]}   predicted: "
+                      f"{class_names[predicted[i]]} ({probabilities[i, predicted[i]]:.2f})",
+                transform=ax.transAxes, fontsize=9, fontweight="bold", va="top")
+        ax.text(0, y - 0.32 / rows, "\n".join(textwrap.wrap(snippet, width)[:2]),
+                transform=ax.transAxes, fontsize=8.5, va="top", family="monospace")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return os.fspath(path)

@@ -15,7 +15,6 @@ import contextlib
 import logging
 import os
 import pathlib
-import textwrap
 import time
 
 import numpy as np
@@ -102,17 +101,12 @@ def train_text_and_report(splits, config: FineTuneConfig, *, output, overwrite=F
         The report (also written to ``report.json``).
     """
     from kerastl import distribute
-    from kerastl.reports.plots import plot_confusion_matrix, plot_history
-    from kerastl.reports.report import (
-        classification_metrics,
-        environment,
-        predict_dataset,
-        write_json,
-    )
+    from kerastl.reports.plots import plot_confusion_matrix, plot_history, write_text_errors
+    from kerastl.reports.report import environment, write_json
     from kerastl.text.bert import build_text_backbone
     from kerastl.text.models import TextClassifier
     from kerastl.training import fine_tune
-    from kerastl.training.run import prepare_output, save_model_and_labels
+    from kerastl.training.run import evaluate_splits, prepare_output, save_model_and_labels
 
     name = text_backbone_name(config)
     weights = _weights(config)
@@ -159,15 +153,7 @@ def train_text_and_report(splits, config: FineTuneConfig, *, output, overwrite=F
         timings = dict(result.timings)
         report["trainable_params"] = int(sum(int(np.prod(v.shape))
                                              for v in model.trainable_weights))
-    evaluated = None
-    for split_name in ("val", "test"):
-        dataset = getattr(splits, split_name)
-        if dataset is None:
-            continue
-        probs, labels = predict_dataset(model, dataset)
-        report[f"{split_name}_metrics"] = classification_metrics(probs, labels,
-                                                                 splits.class_names)
-        evaluated = (split_name, probs, labels)
+    evaluated = evaluate_splits(model, splits, report)
     report["timings"] = dict(timings, total=time.perf_counter() - started)
     if not writer:
         report["files"] = {}
@@ -178,7 +164,7 @@ def train_text_and_report(splits, config: FineTuneConfig, *, output, overwrite=F
         files["curves"] = plot_history(report["history"], output / "curves.png",
                                        title=f"{name}: training curves")
     if evaluated is not None:
-        split_name, probs, labels = evaluated
+        split_name, _, probs, labels = evaluated
         files["confusion_matrix"] = plot_confusion_matrix(
             report[f"{split_name}_metrics"]["confusion_matrix"], splits.class_names,
             output / "confusion_matrix.png", title=f"Confusion matrix ({split_name} split)")
@@ -215,38 +201,3 @@ def _linear_probe(backbone, splits, config: FineTuneConfig, verbose):
                              "train_accuracy": float((head.predict(features) == labels).mean())},
              "timings": timings}
     return model, extra
-
-
-def write_text_errors(texts, probabilities, labels, class_names, path, *, count: int = 12,
-                      width: int = 110) -> str | None:
-    """A figure of the ``count`` most confidently wrong texts: true and predicted class,
-    confidence, and the start of each text. ``None`` when nothing is wrong."""
-    from kerastl.reports.plots import _pyplot
-
-    probabilities = np.asarray(probabilities)
-    labels = np.asarray(labels).astype(int)
-    predicted = probabilities.argmax(axis=1)
-    wrong = np.flatnonzero(predicted != labels)
-    if wrong.size == 0:
-        return None
-    wrong = wrong[np.argsort(-probabilities[wrong, predicted[wrong]])][:count]
-    plt = _pyplot()
-    rows = len(wrong)
-    fig, ax = plt.subplots(figsize=(11, 0.95 * rows + 0.9))
-    ax.axis("off")
-    ax.set_title(f"Most confidently wrong texts ({len(wrong)} of "
-                 f"{int((predicted != labels).sum())} errors)", loc="left", fontsize=11)
-    for row, i in enumerate(wrong):
-        text = texts[i].decode("utf-8", "replace") if isinstance(texts[i], bytes) else texts[i]
-        snippet = textwrap.shorten(" ".join(str(text).split()), width=2 * width,
-                                   placeholder=" ...")
-        y = 1 - (row + 0.15) / rows
-        ax.text(0, y, f"true: {class_names[labels[i]]}   predicted: "
-                      f"{class_names[predicted[i]]} ({probabilities[i, predicted[i]]:.2f})",
-                transform=ax.transAxes, fontsize=9, fontweight="bold", va="top")
-        ax.text(0, y - 0.32 / rows, "\n".join(textwrap.wrap(snippet, width)[:2]),
-                transform=ax.transAxes, fontsize=8.5, va="top", family="monospace")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return os.fspath(path)
