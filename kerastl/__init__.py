@@ -38,7 +38,7 @@ from kerastl.errors import (
 )
 
 if TYPE_CHECKING:
-    from kerastl import data, distribute, export, tuning
+    from kerastl import data, distribute, export, text, tuning
     from kerastl.backbones import BackboneSpec, backbone_spec, build_backbone, list_backbones
     from kerastl.config import FineTuneConfig
     from kerastl.evaluation import evaluate, predict
@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from kerastl.freezing import freeze, layer_groups, trainable_report, unfreeze
     from kerastl.models import ImageClassifier, ImageRegressor, build_classifier, build_regressor
     from kerastl.runs import Run, load_run, train
+    from kerastl.text.models import TextClassifier, build_text_classifier
     from kerastl.training import FineTuneResult, fine_tune, lr_find
     from kerastl.transfer import (
         adapt_batchnorm,
@@ -56,13 +57,14 @@ if TYPE_CHECKING:
 
 #: The subpackages that are public names, then each module's public names
 #: (the imports above, in the order kerastl has always imported them).
-_SUBMODULES = ("data", "distribute", "export", "tuning")
+_SUBMODULES = ("data", "distribute", "export", "text", "tuning")
 _NAMES = {
     "kerastl.backbones": ("BackboneSpec", "backbone_spec", "build_backbone", "list_backbones"),
     "kerastl.export": ("export_saved_model",),
     "kerastl.freezing": ("freeze", "layer_groups", "trainable_report", "unfreeze"),
     "kerastl.models": ("ImageClassifier", "ImageRegressor", "build_classifier",
                        "build_regressor"),
+    "kerastl.text.models": ("TextClassifier", "build_text_classifier"),
     "kerastl.config": ("FineTuneConfig",),
     "kerastl.runs": ("Run", "load_run", "train"),
     "kerastl.evaluation": ("evaluate", "predict"),
@@ -82,6 +84,7 @@ __all__ = [
     "KerastlError",
     "MissingExtraError",
     "Run",
+    "TextClassifier",
     "UnsafeWeightsError",
     "UserInputError",
     "WeightsUnavailableError",
@@ -90,6 +93,7 @@ __all__ = [
     "build_backbone",
     "build_classifier",
     "build_regressor",
+    "build_text_classifier",
     "cross_validate",
     "data",
     "distribute",
@@ -105,6 +109,7 @@ __all__ = [
     "load_run",
     "lr_find",
     "predict",
+    "text",
     "train",
     "trainable_report",
     "tuning",

@@ -10,3 +10,24 @@
 * :mod:`kerastl.text.models` — :class:`TextClassifier` and
   :class:`TextEmbedder`, task models that take raw strings.
 """
+
+from kerastl.text.bert import TextBackbone, build_text_backbone
+from kerastl.text.models import (
+    TextClassifier,
+    TextEmbedder,
+    build_text_classifier,
+    build_text_embedder,
+)
+from kerastl.text.presets import TextBackboneSpec, list_text_backbones, text_backbone_spec
+
+__all__ = [
+    "TextBackbone",
+    "TextBackboneSpec",
+    "TextClassifier",
+    "TextEmbedder",
+    "build_text_backbone",
+    "build_text_classifier",
+    "build_text_embedder",
+    "list_text_backbones",
+    "text_backbone_spec",
+]

@@ -22,7 +22,15 @@ import keras
 from keras import ops
 
 from kerastl.errors import MissingExtraError, UserInputError
-from kerastl.text import presets
+from kerastl.text.presets import (
+    TextBackboneSpec,
+    _groups,
+    checkpoint_dir,
+    is_text_backbone,
+    read_config,
+    text_backbone_spec,
+    verify_checkpoint,
+)
 
 _SERIALIZE = keras.saving.register_keras_serializable(package="kerastl")
 
@@ -256,14 +264,14 @@ class TextBackbone(keras.Model):
         return int(self.tokenizer.sequence_length)
 
     @property
-    def kerastl_spec(self) -> presets.TextBackboneSpec:
+    def kerastl_spec(self) -> TextBackboneSpec:
         """The spec freezing uses: the registry's (or a local folder's) groups, without
         ``pooler`` when pooling is the (weightless) mean."""
-        if self.backbone_name and presets.is_text_backbone(self.backbone_name):
-            spec = presets.text_backbone_spec(self.backbone_name)
+        if self.backbone_name and is_text_backbone(self.backbone_name):
+            spec = text_backbone_spec(self.backbone_name)
         else:
-            groups, cuts = presets._groups(self._arch["num_layers"])
-            spec = presets.TextBackboneSpec(
+            groups, cuts = _groups(self._arch["num_layers"])
+            spec = TextBackboneSpec(
                 name=self.backbone_name or self.name, family="bert",
                 num_layers=self._arch["num_layers"], hidden_size=self.hidden_size,
                 groups=groups, group_cuts=cuts)
@@ -400,7 +408,7 @@ def build_text_backbone(name: str = "minilm_l6", *, weights: str | None = "pretr
         raise UserInputError(
             f"weights must be 'pretrained' or None for a text backbone. Received: "
             f"weights={weights!r}")
-    spec = presets.text_backbone_spec(name)
+    spec = text_backbone_spec(name)
     length = spec.default_sequence_length if sequence_length is None else sequence_length
     if isinstance(length, bool) or not isinstance(length, int) or not \
             3 <= length <= spec.max_sequence_length:
@@ -409,8 +417,8 @@ def build_text_backbone(name: str = "minilm_l6", *, weights: str | None = "pretr
             f"position embeddings of '{spec.name}'). Received: sequence_length={length!r}")
     if dropout is not None and not (isinstance(dropout, (int, float)) and 0 <= dropout < 1):
         raise UserInputError(f"dropout must be in [0, 1). Received: dropout={dropout!r}")
-    folder = presets.checkpoint_dir(spec)
-    arch = _arch_from_hf(presets.read_config(folder))
+    folder = checkpoint_dir(spec)
+    arch = _arch_from_hf(read_config(folder))
     if dropout is not None:
         arch["dropout"] = arch["attention_dropout"] = float(dropout)
     tokenizer = WordPieceTokenizer(str(folder / "vocab.txt"), sequence_length=length,
@@ -419,6 +427,6 @@ def build_text_backbone(name: str = "minilm_l6", *, weights: str | None = "pretr
     backbone = TextBackbone(tokenizer=tokenizer, **arch, pooling=pooling,
                             backbone_name=spec.name)
     if weights == "pretrained":
-        presets.verify_checkpoint(spec, folder)
+        verify_checkpoint(spec, folder)
         load_hf_weights(backbone, read_safetensors(folder / "model.safetensors"))
     return backbone
