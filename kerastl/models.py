@@ -75,6 +75,27 @@ def _check_class_names(class_names, num_outputs: int) -> tuple[str, ...] | None:
     return names
 
 
+def check_num_classes(num_classes, multilabel: bool) -> None:
+    """A classifier's class count: a positive int, >= 2 for softmax."""
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise UserInputError(f"num_classes must be a positive int. Received: {num_classes!r}")
+    if num_classes == 1 and not multilabel:
+        raise UserInputError(
+            "A softmax classifier needs num_classes >= 2 (use 2 for a binary problem, or "
+            "multilabel=True for independent sigmoid outputs). Received: num_classes=1"
+        )
+
+
+def task_from_config(cls, config: dict):
+    """``from_config`` of a task model: the backbone (and augmentation) deserialised."""
+    config = dict(config)
+    config.pop("requires", None)
+    config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
+    if config.get("augmentation") is not None:
+        config["augmentation"] = keras.saving.deserialize_keras_object(config["augmentation"])
+    return cls(**config)
+
+
 def _head(backbone: keras.Model, inputs, dropout: float, hidden_units, augmentation, make):
     if not 0 <= dropout < 1:
         raise UserInputError(f"dropout must be in [0, 1). Received: dropout={dropout!r}")
@@ -211,13 +232,7 @@ class ImageTask(keras.Model):
 
     @classmethod
     def from_config(cls, config: dict):
-        config = dict(config)
-        config.pop("requires", None)
-        config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
-        if config.get("augmentation") is not None:
-            config["augmentation"] = keras.saving.deserialize_keras_object(
-                config["augmentation"])
-        return cls(**config)
+        return task_from_config(cls, config)
 
 
 @keras.saving.register_keras_serializable(package="kerastl")
@@ -244,14 +259,7 @@ class ImageClassifier(ImageTask):
 
     def __init__(self, backbone, num_classes: int, *, dropout: float = 0.2,
                  hidden_units: Sequence[int] = (), multilabel: bool = False, **kwargs):
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-            raise UserInputError(
-                f"num_classes must be a positive int. Received: {num_classes!r}")
-        if num_classes == 1 and not multilabel:
-            raise UserInputError(
-                "A softmax classifier needs num_classes >= 2 (use 2 for a binary problem, or "
-                "multilabel=True for independent sigmoid outputs). Received: num_classes=1"
-            )
+        check_num_classes(num_classes, multilabel)
         self._multilabel = bool(multilabel)
         super().__init__(backbone, num_classes, dropout=dropout, hidden_units=hidden_units,
                          activation="sigmoid" if multilabel else "softmax", **kwargs)

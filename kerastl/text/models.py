@@ -21,7 +21,14 @@ from collections.abc import Sequence
 import keras
 
 from kerastl.errors import UserInputError
-from kerastl.models import REQUIRES, _check_class_names, _check_hidden, _layer_maker
+from kerastl.models import (
+    REQUIRES,
+    _check_class_names,
+    _check_hidden,
+    _layer_maker,
+    check_num_classes,
+    task_from_config,
+)
 from kerastl.text.bert import TextBackbone, build_text_backbone
 
 
@@ -130,10 +137,7 @@ class TextTask(keras.Model):
 
     @classmethod
     def from_config(cls, config: dict):
-        config = dict(config)
-        config.pop("requires", None)
-        config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
-        return cls(**config)
+        return task_from_config(cls, config)
 
 
 @keras.saving.register_keras_serializable(package="kerastl")
@@ -161,12 +165,7 @@ class TextClassifier(TextTask):
 
     def __init__(self, backbone, num_classes: int, *, dropout: float = 0.1,
                  hidden_units: Sequence[int] = (), multilabel: bool = False, **kwargs):
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-            raise UserInputError(f"num_classes must be a positive int. Received: {num_classes!r}")
-        if num_classes == 1 and not multilabel:
-            raise UserInputError(
-                "A softmax classifier needs num_classes >= 2 (or multilabel=True). "
-                "Received: num_classes=1")
+        check_num_classes(num_classes, multilabel)
         self._multilabel = bool(multilabel)
         super().__init__(backbone, num_classes, dropout=dropout, hidden_units=hidden_units,
                          activation="sigmoid" if multilabel else "softmax", **kwargs)
@@ -206,10 +205,7 @@ class TextEmbedder(keras.Model):
 
     @classmethod
     def from_config(cls, config: dict):
-        config = dict(config)
-        config.pop("requires", None)
-        config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
-        return cls(**config)
+        return task_from_config(cls, config)
 
 
 def build_text_classifier(backbone="minilm_l6", num_classes: int = 2, *, dropout: float = 0.1,

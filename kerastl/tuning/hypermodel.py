@@ -147,6 +147,13 @@ class TransferHyperModel(kt.HyperModel):
                     f"Backbone '{b}' needs images of at least {spec.min_image_size} px. "
                     f"Received: image_size={tuple(image_size)}"
                 )
+        self.image_size = (int(image_size[0]), int(image_size[1]))
+        self._setup(num_classes, backbones, weights, space, fixed, head_epoch_fraction,
+                    patience, seed, verbose, strategy, class_names)
+
+    def _setup(self, num_classes, backbones, weights, space, fixed, head_epoch_fraction,
+               patience, seed, verbose, strategy, class_names) -> None:
+        """The checks and attributes every hypermodel shares (image and text)."""
         if not 0 < head_epoch_fraction < 1:
             raise UserInputError("head_epoch_fraction must be in (0, 1). "
                                  f"Received: {head_epoch_fraction!r}")
@@ -156,9 +163,8 @@ class TransferHyperModel(kt.HyperModel):
                                      f"({num_classes}). Received: {class_names!r}")
             class_names = tuple(str(n) for n in class_names)
         space, fixed = dict(space or {}), dict(fixed or {})
-        _check_space(space, fixed)
+        _check_space(space, fixed, self.hyperparameters)
         self.num_classes = num_classes
-        self.image_size = (int(image_size[0]), int(image_size[1]))
         self.backbones = backbones
         self.weights = weights
         self.space = space

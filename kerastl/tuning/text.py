@@ -15,7 +15,7 @@ import keras_tuner as kt
 
 from kerastl.config import DEFAULTS as CONFIG
 from kerastl.errors import UserInputError
-from kerastl.tuning.hypermodel import DEFAULTS, TransferHyperModel, _check_space
+from kerastl.tuning.hypermodel import DEFAULTS, TransferHyperModel
 
 #: The text search space: the image one without ``augmentation``, plus ``sequence_length``.
 TEXT_DEFAULTS: dict[str, dict] = {
@@ -60,26 +60,9 @@ class TextHyperModel(TransferHyperModel):
         if weights not in ("pretrained", "imagenet", None):
             raise UserInputError(f"weights must be 'pretrained' or None for text backbones. "
                                  f"Received: weights={weights!r}")
-        if not 0 < head_epoch_fraction < 1:
-            raise UserInputError("head_epoch_fraction must be in (0, 1). "
-                                 f"Received: {head_epoch_fraction!r}")
-        if class_names is not None:
-            if isinstance(class_names, (str, bytes)) or len(class_names) != num_classes:
-                raise UserInputError(f"class_names must list one name per class "
-                                     f"({num_classes}). Received: {class_names!r}")
-            class_names = tuple(str(n) for n in class_names)
-        space, fixed = dict(space or {}), dict(fixed or {})
-        _check_space(space, fixed, self.hyperparameters)
-        self.num_classes = num_classes
         self.image_size = None
-        self.backbones = backbones
-        self.weights = None if weights is None else "pretrained"
-        self.space, self.fixed = space, fixed
-        self.head_epoch_fraction = float(head_epoch_fraction)
-        self.patience, self.seed, self.verbose = patience, seed, verbose
-        self.strategy = strategy
-        self.class_names = class_names
-        self.definitions = {name: self._definition(name) for name in self.hyperparameters}
+        self._setup(num_classes, backbones, None if weights is None else "pretrained", space,
+                    fixed, head_epoch_fraction, patience, seed, verbose, strategy, class_names)
 
     def _spec(self, name: str):
         from kerastl.text.presets import text_backbone_spec
