@@ -24,14 +24,16 @@ class TextDemoConfig:
     """Settings of the text demo; ``quick()`` is the seconds-long variant used by tests."""
 
     backbone: str = "minilm_l6"
-    sequence_length: int = 128
+    # 256 tokens: frozen MiniLM + logistic regression reaches 0.940 on BBC at 20
+    # articles per class against 0.930 at 128 (5 seeds, 500 test articles each)
+    sequence_length: int = 256
     train_per_class: int = 20
     val_per_class: int = 10
     test_per_class: int = 100
     batch_size: int = 16
-    head_epochs: int = 30
-    epochs: int = 3
-    learning_rate: float = 3e-3
+    head_epochs: int = 30   # on cached embeddings: seconds
+    epochs: int = 2
+    learning_rate: float = 1e-2
     fine_tune_learning_rate: float = 3e-5
     seed: int = 0
 
