@@ -129,6 +129,8 @@ def _export(args: argparse.Namespace, summary: dict) -> int:
     from kerastl.models import contract_of
 
     names = resolve_class_names(model_path, args.labels, args.class_names, model)
+    if contract_of(model)["kind"] == "text":
+        return _export_text(model, model_path, names, args, summary)
     size = model_image_size(model)
     resize = args.resize or contract_of(model)["resize"] or "stretch"
     files, originals, images = None, None, None
@@ -155,6 +157,34 @@ def _export(args: argparse.Namespace, summary: dict) -> int:
     if args.verify:
         status = _verify(path, model, originals, args, summary)
     return status
+
+
+def _export_text(model, model_path: Path, names, args, summary: dict) -> int:
+    """``kerastl export`` of a text model: raw strings in; --examples is a folder of .txt."""
+    from kerastl.export import export_saved_model
+
+    if args.tflite:
+        raise UserInputError("--tflite exports image models only; a text model's tokenizer "
+                             "runs in the SavedModel graph.")
+    if args.resize:
+        raise UserInputError("--resize applies to image models; this is a text model.")
+    texts = None
+    if args.examples:
+        folder = Path(args.examples)
+        found = sorted(folder.rglob("*.txt")) if folder.is_dir() else []
+        if not found:
+            raise UserInputError(f"--examples {folder}: no .txt files there (a text model's "
+                                 "examples are texts).")
+        texts = [f.read_text(encoding="utf-8", errors="replace")
+                 for f in found[:max(args.verify_images, 1)]]
+    path = export_saved_model(
+        model, args.base_dir, name=args.name, version=args.version, class_names=names,
+        warmup=not args.no_warmup, overwrite=args.overwrite, top_k=args.top_k,
+        example_images=texts[:8] if texts else None,
+        serving_base_path=args.serving_base_path)
+    summary.update(command="export", model=str(model_path), name=args.name,
+                   version=int(path.name), path=str(path), class_names=names)
+    return _verify(path, model, texts, args, summary) if args.verify else 0
 
 
 def _verify(path: Path, model, originals, args: argparse.Namespace, summary: dict) -> int:
