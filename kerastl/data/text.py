@@ -35,13 +35,7 @@ import tensorflow as tf
 
 from kerastl.config import DEFAULT_SEED
 from kerastl.data.corpora import FORTUNE_TOPICS, bbc_news_dir, fortunes, fortunes_dir
-from kerastl.data.folders import (
-    _class_entries,
-    _find_split_dirs,
-    _hidden,
-    _regular_or_reason,
-    _walk,
-)
+from kerastl.data.folders import _class_entries, _find_split_dirs
 from kerastl.data.splits import check_batch_size, check_class_name, check_fraction
 from kerastl.data.text_csv import read_text_csv
 from kerastl.data.text_files import (
@@ -49,7 +43,8 @@ from kerastl.data.text_files import (
     check_encoding,
     check_max_bytes,
     decode_text,
-    read_text_file,
+    no_usable_file,
+    read_split_folder,
 )
 from kerastl.data.text_labels import class_indices, cut_splits, sample_per_class
 from kerastl.errors import DataError, UserInputError
@@ -194,62 +189,6 @@ def _from_lists(texts, labels, class_names, skipped, *, validation_split, test_s
                   seed=seed, validation_split=validation_split, max_chars=max_chars)
 
 
-def _read_class_files(folder: str, exts: tuple[str, ...], rng, skipped: list, *,
-                      encoding: str, max_bytes: int, max_per_class: int | None):
-    """``(path, text)`` of the usable files under one class folder, in path order.
-
-    With ``max_per_class``, files are read in a seeded random order until that
-    many are usable; the others are not read.
-    """
-    files = []
-    for path in _walk(folder, False, skipped):
-        if os.path.splitext(path)[1].lower() in exts:
-            files.append(path)
-        else:
-            skipped.append((path, f"not a {'/'.join(exts)} file"))
-    order = files
-    if max_per_class is not None and len(files) > max_per_class:
-        order = [files[i] for i in rng.permutation(len(files))]
-    found = []
-    for path in order:
-        if max_per_class is not None and len(found) >= max_per_class:
-            log.info("max_per_class=%d: using %d of the %d files in %s",
-                     max_per_class, len(found), len(files), folder)
-            break
-        text, reason = read_text_file(path, encoding=encoding, max_bytes=max_bytes)
-        if text is None:
-            skipped.append((path, reason))
-        else:
-            found.append((path, text.strip()))
-    return sorted(found)
-
-
-def _read_split_folder(folder: str, class_names: list[str], exts, rng, skipped: list, **read):
-    """``(texts, labels)`` of ``folder/<class>/...``; stray files at the top are skipped."""
-    index = {c: i for i, c in enumerate(class_names)}
-    for entry in sorted(os.scandir(folder), key=lambda e: e.name):
-        if not _hidden(entry.name) and not entry.is_dir():
-            skipped.append((entry.path, _regular_or_reason(entry.path)
-                            or "not inside a class subfolder"))
-    texts, labels = [], []
-    for entry in _class_entries(folder, warn=True):
-        if entry.name not in index:
-            raise DataError(f"Class folder {entry.path!r} is not among the training classes "
-                            f"{class_names}. Every split needs the same class subfolders.")
-        found = _read_class_files(entry.path, exts, rng, skipped, **read)
-        texts += [text for _, text in found]
-        labels += [index[entry.name]] * len(found)
-    return texts, labels
-
-
-def _no_usable_file(folder: str, skipped: list, exts) -> DataError:
-    inside = [(p, r) for p, r in skipped if p.startswith(folder.rstrip(os.sep) + os.sep)]
-    why = (f"{len(inside)} file(s) skipped, e.g. {os.path.basename(inside[0][0])!r}: "
-           f"{inside[0][1]}" if inside else "it holds no files")
-    return DataError(f"Class folder {folder!r} has no usable text file ({why}). Add "
-                     f"{'/'.join(exts)} files to it or remove it.")
-
-
 def text_folder(path: str | os.PathLike, *, validation_split: float = 0.2,
                 test_split: float = 0.0, seed: int = DEFAULT_SEED, batch_size: int = 32,
                 max_per_class: int | None = None, max_chars: int | None = None,
@@ -334,12 +273,12 @@ def text_folder(path: str | os.PathLike, *, validation_split: float = 0.2,
     for split in _SPLITS:
         folder = split_dirs.get(split, root if split == "train" else None)
         parts[split] = (([], []) if folder is None
-                        else _read_split_folder(folder, class_names, exts, rng, skipped, **read))
+                        else read_split_folder(folder, class_names, exts, rng, skipped, **read))
     _log_skipped(skipped, sum(len(t) for t, _ in parts.values()) + len(skipped))
     present = set(parts["train"][1])
     for i, name in enumerate(class_names):
         if i not in present:
-            raise _no_usable_file(os.path.join(class_root, name), skipped, exts)
+            raise no_usable_file(os.path.join(class_root, name), skipped, exts)
 
     texts, labels = parts["train"]
     idx = cut_splits(labels, 0.0 if "val" in split_dirs else fraction,

@@ -1,4 +1,4 @@
-"""Read the text and label columns of a CSV file, row by row, with a reason for each row left out."""
+"""Read the text and label columns of a CSV file, with a reason for each row left out."""
 
 from __future__ import annotations
 
