@@ -1,0 +1,471 @@
+"""BERT WordPiece tokenization in core TensorFlow ops, as a Keras layer.
+
+:class:`WordPieceTokenizer` turns raw strings into BERT inputs inside the graph,
+with ``tf.strings``, ``tf.ragged``, ``tf.lookup`` and ``tf.while_loop`` only: no
+tensorflow-text, no ``py_function``. A SavedModel that contains it serves raw
+strings on a stock TensorFlow (TF Serving's own TF Text is not needed).
+
+It reproduces Hugging Face ``tokenizers`` (``BertNormalizer``,
+``BertPreTokenizer``, ``WordPiece``, and the special tokens ``[CLS]`` ... found
+in raw text, as ``Tokenizer.encode`` does) token for token:
+
+1. Special tokens written in the text (``"[SEP]"``, ``"[MASK]"`` ...) are
+   recognised before normalization (``split_special_tokens=False``, as in
+   ``tokenizers``).
+2. Clean text: NUL, U+FFFD, control and format characters removed, whitespace
+   to spaces. CJK ideographs become words of their own.
+3. Strip accents (NFD, nonspacing marks dropped) and lowercase, per code point
+   through tables generated from ``tokenizers`` itself
+   (:mod:`kerastl.text._bert_unicode`, so the result does not depend on the
+   Python version's ``unicodedata``).
+4. Split on whitespace; every punctuation character is a word of its own.
+5. Greedy longest-match-first WordPiece with ``##`` continuations; a word
+   longer than 100 characters, or one that cannot be matched, is one ``[UNK]``.
+
+How the graph computes it: the text is decoded to code points; one table
+gather (a dense table for the BMP, ranges above it) gives each code point its
+output code points and its class (regular, separator, punctuation/CJK,
+special), and ``tf.repeat`` expands them. Words are runs of regular characters.
+Only the first ``sequence_length - 2`` words of a text can contribute to the
+truncated output, so only those are WordPiece-tokenized. A whole word found in
+the vocabulary is one lookup; the other words (a few percent) get every
+candidate piece looked up at once (two hash tables: word starts, and ``##``
+continuations with the prefix removed), then a ``tf.while_loop`` walks the
+longest matches.
+
+Known difference from ``tokenizers``: NFD's canonical reordering of combining
+marks is not applied (only marks of a nonzero combining class that are not
+nonspacing, in sequences of two or more, could differ).
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from kerastl.errors import UserInputError
+from kerastl.text import _bert_unicode as _tables
+
+#: A word longer than this (in characters) becomes one ``[UNK]`` (as in BERT).
+MAX_INPUT_CHARS_PER_WORD = 100
+#: The special tokens that ``tokenizers`` recognises in raw text (those in the vocabulary).
+SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+_PREFIX = "##"
+
+# Character classes (low 3 bits of the per-code-point table).
+_REGULAR, _SEPARATOR, _ISOLATED, _SPECIAL = 0, 1, 2, 3
+# Special tokens found in the text become these code points (plane-15 private use,
+# which clean_text removes, so none survives from the text itself); private-use
+# characters of the text in that block are first replaced by _MARKER_BLOCKER.
+_MARKER = 0xF0000
+_MARKER_BLOCKER = 0xF0010
+_BMP = 0x10000
+
+
+def _hangul(cp: int) -> tuple[int, ...] | None:
+    """The canonical decomposition of a Hangul syllable (Unicode's algorithm)."""
+    s = cp - 0xAC00
+    if not 0 <= s < 11172:
+        return None
+    out = (0x1100 + s // 588, 0x1161 + (s % 588) // 28)
+    return out + (0x11A7 + s % 28,) if s % 28 else out
+
+
+def _parse_map(entries: str) -> dict[int, tuple[int, ...]]:
+    out = {}
+    for entry in entries.split():
+        cp, _, rest = entry.partition(":")
+        out[int(cp, 16)] = tuple(int(x, 16) for x in rest.split("."))
+    return out
+
+
+def _fill(array: np.ndarray, ranges, value) -> None:
+    for first, last in ranges:
+        array[first:last + 1] = value
+
+
+def _char_tables(lowercase: bool, strip_accents: bool, num_special: int):
+    """Per-code-point tables: ``packed = 8 * expansion + class`` (expansion 0: the code
+    point itself), the expansions (output code points and their classes), and the
+    packed values above the BMP as ranges."""
+    classes = np.full(0x110000, _REGULAR, np.int32)
+    _fill(classes, _tables.SPLIT_SPACE, _SEPARATOR)
+    _fill(classes, _tables.PUNCTUATION, _ISOLATED)
+    _fill(classes, _tables.CJK, _ISOLATED)
+    cjk = np.zeros(0x110000, bool)
+    _fill(cjk, _tables.CJK, True)
+
+    strip = _parse_map(_tables.STRIP) if strip_accents else {}
+    lower = _parse_map(_tables.LOWER) if lowercase else {}
+    if strip_accents:
+        strip.update({cp: _hangul(cp) for cp in range(0xAC00, 0xAC00 + 11172)})
+        for first, last in _tables.STRIP_DROP:
+            strip.update({cp: () for cp in range(first, last + 1)})
+
+    expansions: dict[tuple, int] = {((0,), (_REGULAR,)): 0, ((), ()): 1,
+                                     ((0x20,), (_SEPARATOR,)): 2}
+    packed = classes.copy()
+    for cp in sorted(set(strip) | set(lower)):
+        out = strip.get(cp, (cp,))
+        out = tuple(c for x in out for c in lower.get(x, (x,)))
+        if out == (cp,):
+            continue
+        if cjk[cp]:  # spaced as a whole: one isolated word whatever it maps to
+            out_classes = (_ISOLATED,) * len(out)
+        else:
+            out_classes = tuple(int(classes[c]) for c in out)
+        key = (out, out_classes)
+        packed[cp] = 8 * expansions.setdefault(key, len(expansions))
+    # clean_text runs first
+    _fill(packed, _tables.CONTROL, 8 * 1)
+    _fill(packed, _tables.WHITESPACE, 8 * 2)
+    packed[_MARKER:_MARKER + num_special] = _SPECIAL
+
+    ordered = sorted(expansions.items(), key=lambda item: item[1])
+    lengths = [len(out) for (out, _), _ in ordered]
+    splits = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
+    exp_cps = np.array([c for (out, _), _ in ordered for c in out], np.int32)
+    exp_classes = np.array([c for (_, cl), _ in ordered for c in cl], np.int32)
+
+    high = packed[_BMP:]
+    starts = np.concatenate([[0], np.flatnonzero(np.diff(high)) + 1])
+    return {"dense": packed[:_BMP], "high_starts": (starts + _BMP).astype(np.int32),
+            "high_values": high[starts], "exp_splits": splits,
+            "exp_lengths": np.asarray(lengths, np.int32), "exp_cps": exp_cps,
+            "exp_classes": exp_classes}
+
+
+def read_vocabulary(path: str | os.PathLike) -> list[str]:
+    """The tokens of a ``vocab.txt``, one a line, line ``i`` is id ``i`` (as
+    ``tokenizers`` reads it: trailing whitespace removed)."""
+    text = pathlib.Path(path).read_text(encoding="utf-8")
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [line.rstrip() for line in lines]
+
+
+@keras.saving.register_keras_serializable(package="kerastl")
+class WordPieceTokenizer(keras.layers.Layer):
+    """BERT WordPiece tokenizer in core TensorFlow ops: ``tf.string [batch]`` in,
+    ``{"token_ids": int32 [batch, sequence_length], "padding_mask": bool [batch,
+    sequence_length]}`` out (``[CLS] pieces [SEP] [PAD]...``).
+
+    Matches Hugging Face ``tokenizers``' ``BertTokenizer`` (normalizer,
+    pre-tokenizer, WordPiece, special tokens in the text) id for id; see the
+    module docstring. Not trainable, no weights: the vocabulary is part of the
+    config, so a ``.keras`` file needs no ``vocab.txt``. Works eagerly, in
+    ``tf.function``, in ``tf.data`` maps, in a functional model and in a
+    SavedModel loaded without kerastl or tensorflow-text.
+
+    Args:
+        vocabulary: the tokens (id = position) or the path of a ``vocab.txt``.
+            Must hold ``[UNK]``, ``[CLS]``, ``[SEP]`` and ``[PAD]``.
+        sequence_length: tokens per text, ``[CLS]`` and ``[SEP]`` included;
+            longer texts keep their first ``sequence_length - 2`` pieces.
+        lowercase: lowercase the text (uncased vocabularies).
+        strip_accents: decompose and drop nonspacing marks (BERT uncased does).
+        split_special_tokens: ``False`` (as ``tokenizers``): ``"[SEP]"`` ... in the
+            text is that special token; ``True``: it is ordinary text.
+
+    Example:
+        >>> tokenizer = WordPieceTokenizer("vocab.txt", sequence_length=8)
+        >>> tokenizer(tf.constant(["Hello, world!"]))["token_ids"]
+        <tf.Tensor: shape=(1, 8), dtype=int32, numpy=array([[ 101, 7592, 1010, 2088,
+        999,  102,    0,    0]], dtype=int32)>
+    """
+
+    def __init__(self, vocabulary, sequence_length: int = 128, lowercase: bool = True,
+                 strip_accents: bool = True, split_special_tokens: bool = False, **kwargs):
+        kwargs["trainable"] = False
+        kwargs.pop("dtype", None)
+        super().__init__(**kwargs)
+        if isinstance(vocabulary, (str, os.PathLike)):
+            vocabulary = read_vocabulary(vocabulary)
+        vocabulary = [str(token) for token in vocabulary]
+        if isinstance(sequence_length, bool) or not isinstance(sequence_length, int) \
+                or sequence_length < 2:
+            raise UserInputError("sequence_length must be an int >= 2 ([CLS] and [SEP]). "
+                                 f"Received: sequence_length={sequence_length!r}")
+        token_ids = {token: i for i, token in enumerate(vocabulary)}  # the last one wins
+        missing = [t for t in ("[UNK]", "[CLS]", "[SEP]", "[PAD]") if t not in token_ids]
+        if missing:
+            raise UserInputError(f"The vocabulary ({len(vocabulary)} tokens) lacks "
+                                 f"{', '.join(missing)}; a BERT vocab.txt has them.")
+        self.sequence_length = sequence_length
+        self.lowercase = bool(lowercase)
+        self.strip_accents = bool(strip_accents)
+        self.split_special_tokens = bool(split_special_tokens)
+        self.supports_jit = False  # string ops
+        self._vocabulary = tuple(vocabulary)
+        self._unk_id = token_ids["[UNK]"]
+        self._cls_id = token_ids["[CLS]"]
+        self._sep_id = token_ids["[SEP]"]
+        self._pad_id = token_ids["[PAD]"]
+        specials = [] if split_special_tokens else \
+            [t for t in SPECIAL_TOKENS if t in token_ids]
+        self._specials = tuple(specials)
+
+        starts = [(t, i) for t, i in token_ids.items() if not t.startswith(_PREFIX)]
+        conts = [(t[len(_PREFIX):], i) for t, i in token_ids.items()
+                 if t.startswith(_PREFIX) and len(t) > len(_PREFIX)]
+        self._max_start_chars = max([len(t) for t, _ in starts] or [1])
+        self._max_cont_chars = max([len(t) for t, _ in conts] or [1])
+        self._start_table = self._table(starts)
+        self._cont_table = self._table(conts)
+
+        tables = _char_tables(self.lowercase, self.strip_accents, len(specials))
+        self._chars = {name: tf.constant(value) for name, value in tables.items()}
+        self._special_ids = tf.constant([token_ids[t] for t in specials] or [0], tf.int32)
+        self.built = True
+
+    @staticmethod
+    def _table(pairs):
+        keys = tf.constant([t for t, _ in pairs] or ["\x00"], tf.string)
+        values = tf.constant([i for _, i in pairs] or [-1], tf.int64)
+        return tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(keys, values), default_value=-1)
+
+    # -- public API ---------------------------------------------------------------
+
+    def vocabulary_size(self) -> int:
+        """Number of tokens (ids are ``0 .. vocabulary_size() - 1``)."""
+        return len(self._vocabulary)
+
+    def get_vocabulary(self) -> list[str]:
+        """The tokens, id order."""
+        return list(self._vocabulary)
+
+    def tokenize(self, texts) -> tf.RaggedTensor:
+        """Word-piece ids of every text, without ``[CLS]``/``[SEP]`` and not truncated:
+        ``int32 [batch, (pieces)]`` (a scalar string gives a batch of one)."""
+        return self._pieces(self._as_batch(texts), max_words=None)
+
+    def call(self, texts):
+        texts = self._as_batch(texts)
+        length = self.sequence_length
+        pieces = self._pieces(texts, max_words=length - 2)
+        kept = tf.minimum(pieces.row_lengths(), length - 2)
+        batch = tf.shape(texts, out_type=tf.int64)[0]
+        # [CLS] pieces [SEP] as one ragged row per text, then padded
+        total = kept + 2
+        starts = tf.cumsum(total, exclusive=True)
+        flat_len = tf.reduce_sum(total)
+        row_of = tf.repeat(tf.range(batch), total)
+        col = tf.range(flat_len) - tf.gather(starts, row_of)
+        last = col == tf.gather(total, row_of) - 1
+        piece_index = tf.gather(pieces.row_splits[:-1], row_of) + col - 1
+        inner = tf.logical_and(col > 0, tf.logical_not(last))
+        values = tf.where(
+            inner, tf.gather(pieces.flat_values, tf.where(inner, piece_index, 0)),
+            tf.where(last, self._sep_id, self._cls_id))
+        rows = tf.RaggedTensor.from_row_lengths(values, total, validate=False)
+        token_ids = rows.to_tensor(default_value=self._pad_id, shape=[None, length])
+        mask = tf.sequence_mask(total, length)
+        return {"token_ids": token_ids, "padding_mask": mask}
+
+    def compute_output_spec(self, texts):
+        shape = (None if len(texts.shape) == 0 else texts.shape[0], self.sequence_length)
+        return {"token_ids": keras.KerasTensor(shape, dtype="int32"),
+                "padding_mask": keras.KerasTensor(shape, dtype="bool")}
+
+    def get_config(self):
+        config = super().get_config()
+        config.pop("dtype", None)
+        config.update({"vocabulary": list(self._vocabulary),
+                       "sequence_length": self.sequence_length,
+                       "lowercase": self.lowercase, "strip_accents": self.strip_accents,
+                       "split_special_tokens": self.split_special_tokens})
+        return config
+
+    # -- the graph ----------------------------------------------------------------
+
+    @staticmethod
+    def _as_batch(texts):
+        texts = tf.convert_to_tensor(texts)
+        if texts.dtype != tf.string:
+            raise UserInputError(f"WordPieceTokenizer takes strings. Received dtype "
+                                 f"{texts.dtype.name}")
+        if texts.shape.rank == 0:
+            return tf.reshape(texts, [1])
+        if texts.shape.rank == 2 and texts.shape[1] == 1:
+            return tf.reshape(texts, [-1])
+        if texts.shape.rank != 1:
+            raise UserInputError(f"WordPieceTokenizer takes a [batch] string tensor. "
+                                 f"Received shape {texts.shape}")
+        return texts
+
+    def _mark_specials(self, texts):
+        if not self._specials:
+            return texts
+        texts = tf.strings.regex_replace(
+            texts, f"[\\x{{{_MARKER:X}}}-\\x{{{_MARKER_BLOCKER - 1:X}}}]",
+            chr(_MARKER_BLOCKER))
+        for i, token in enumerate(self._specials):
+            texts = tf.strings.regex_replace(
+                texts, "".join("\\" + c if not c.isalnum() else c for c in token),
+                chr(_MARKER + i))
+        return texts
+
+    def _normalize(self, texts):
+        """Code points after normalization, their classes and text (row) index."""
+        chars = self._chars
+        decoded = tf.strings.unicode_decode(self._mark_specials(texts), "UTF-8",
+                                            errors="replace", replacement_char=0xFFFD)
+        cps = decoded.flat_values
+        rows = decoded.value_rowids()
+        packed = tf.gather(chars["dense"], tf.minimum(cps, _BMP - 1))
+        high = tf.where(cps >= _BMP)
+        high_cps = tf.gather_nd(cps, high)
+        range_index = tf.searchsorted(chars["high_starts"], high_cps, side="right") - 1
+        packed = tf.tensor_scatter_nd_update(
+            packed, high, tf.gather(chars["high_values"], range_index))
+        expansion = packed // 8
+        counts = tf.where(expansion > 0, tf.gather(chars["exp_lengths"], expansion), 1)
+        src = tf.repeat(tf.range(tf.size(cps)), counts)
+        offsets = tf.range(tf.size(src)) - tf.gather(tf.cumsum(counts, exclusive=True), src)
+        src_exp = tf.gather(expansion, src)
+        exp_index = tf.gather(chars["exp_splits"], src_exp) + offsets
+        mapped = src_exp > 0
+        out_cps = tf.where(mapped, tf.gather(chars["exp_cps"], exp_index),
+                           tf.gather(cps, src))
+        out_classes = tf.where(mapped, tf.gather(chars["exp_classes"], exp_index),
+                               tf.gather(packed % 8, src))
+        return out_cps, out_classes, tf.gather(rows, src)
+
+    def _words(self, texts, max_words):
+        """The words: code points ragged [words, (chars)], their text index and
+        special-token index (-1 for an ordinary word), for the first ``max_words``
+        words of each text."""
+        cps, classes, rows = self._normalize(texts)
+        batch = tf.shape(texts, out_type=tf.int64)[0]
+        regular = classes == _REGULAR
+        prev_regular = tf.concat([[False], regular[:-1]], 0)
+        same_row = tf.concat([[False], rows[1:] == rows[:-1]], 0)
+        in_word = classes != _SEPARATOR
+        starts = tf.logical_and(in_word, tf.logical_not(
+            tf.logical_and(regular, tf.logical_and(prev_regular, same_row))))
+        keep = tf.where(in_word)[:, 0]
+        cps, classes, rows = (tf.gather(x, keep) for x in (cps, classes, rows))
+        starts = tf.gather(starts, keep)
+        word_of = tf.cumsum(tf.cast(starts, tf.int64)) - 1
+        start_index = tf.where(starts)[:, 0]
+        word_rows = tf.gather(rows, start_index)
+        if max_words is not None:
+            words_per_row = tf.math.bincount(word_rows, minlength=batch, maxlength=batch,
+                                             dtype=tf.int64)
+            first_word = tf.cumsum(words_per_row, exclusive=True)
+            rank = tf.range(tf.size(word_rows, out_type=tf.int64)) - \
+                tf.gather(first_word, word_rows)
+            kept_words = rank < max_words
+            char_kept = tf.gather(kept_words, word_of)
+            keep = tf.where(char_kept)[:, 0]
+            cps, classes, word_of = (tf.gather(x, keep) for x in (cps, classes, word_of))
+            old_index = tf.where(kept_words)[:, 0]
+            word_rows = tf.gather(word_rows, old_index)
+            # renumber the kept words 0..n-1 (kept words are a prefix of each row)
+            renumber = tf.cumsum(tf.cast(kept_words, tf.int64)) - 1
+            word_of = tf.gather(renumber, word_of)
+            start_index = tf.where(tf.gather(starts, keep))[:, 0]
+        num_words = tf.size(word_rows, out_type=tf.int64)
+        words = tf.RaggedTensor.from_value_rowids(cps, word_of, nrows=num_words,
+                                                  validate=False)
+        first_class = tf.gather(classes, start_index)
+        special = tf.where(first_class == _SPECIAL, tf.gather(cps, start_index) - _MARKER, -1)
+        return words, word_rows, special, batch
+
+    def _pieces(self, texts, max_words):
+        words, word_rows, special, batch = self._words(texts, max_words)
+        strings = tf.strings.unicode_encode(words, "UTF-8")
+        lengths = tf.cast(words.row_lengths(), tf.int32)
+        ids = tf.cast(self._start_table.lookup(strings), tf.int32)
+        ids = tf.where(lengths > MAX_INPUT_CHARS_PER_WORD, self._unk_id, ids)
+        ids = tf.where(special >= 0,
+                       tf.gather(self._special_ids, tf.maximum(special, 0)), ids)
+        pending = tf.where(ids < 0)[:, 0]
+        piece_rows = self._wordpiece(tf.gather(words, pending), tf.gather(strings, pending))
+        # every word's pieces, in order: one piece, or the pending word's pieces
+        counts = tf.tensor_scatter_nd_update(
+            tf.ones_like(ids), pending[:, None], tf.cast(piece_rows.row_lengths(), tf.int32))
+        offsets = tf.cumsum(counts, exclusive=True)
+        total = tf.reduce_sum(counts)
+        single = tf.where(ids >= 0)[:, 0]
+        piece_row = piece_rows.value_rowids()
+        within = tf.range(tf.size(piece_row, out_type=tf.int64)) - \
+            tf.gather(piece_rows.row_splits, piece_row)
+        pending_pos = tf.gather(tf.gather(offsets, pending), piece_row) + \
+            tf.cast(within, tf.int32)
+        values = tf.scatter_nd(
+            tf.concat([tf.gather(offsets, single), pending_pos], 0)[:, None],
+            tf.concat([tf.gather(ids, single), piece_rows.flat_values], 0), [total])
+        row_counts = tf.math.unsorted_segment_sum(counts, word_rows, batch)
+        return tf.RaggedTensor.from_row_lengths(values, tf.cast(row_counts, tf.int64),
+                                                validate=False)
+
+    def _wordpiece(self, words, strings):
+        """Greedy longest-match-first WordPiece of words not in the vocabulary as a
+        whole: ragged ``[words, (pieces)]``, ``[UNK]`` for a word that cannot be matched."""
+        n = tf.cast(words.row_lengths(), tf.int32)
+        num = tf.size(n)
+        # byte offset of each character's end, per word
+        cps = words.flat_values
+        nbytes = 1 + tf.cast(cps >= 0x80, tf.int32) + tf.cast(cps >= 0x800, tf.int32) + \
+            tf.cast(cps >= _BMP, tf.int32)
+        word_start = tf.cast(words.row_splits[:-1], tf.int32)
+        ends = tf.cumsum(nbytes) - tf.gather(tf.cumsum(nbytes, exclusive=True),
+                                             tf.gather(word_start, words.value_rowids()))
+        # (word, position) pairs, then candidates (word, position, k chars)
+        pair_word = tf.repeat(tf.range(num), n)
+        pair_start = tf.cumsum(n, exclusive=True)
+        pos = tf.range(tf.size(pair_word)) - tf.gather(pair_start, pair_word)
+        limit = tf.where(pos == 0, self._max_start_chars, self._max_cont_chars)
+        m = tf.minimum(limit, tf.gather(n, pair_word) - pos)
+        cand_pair = tf.repeat(tf.range(tf.size(pair_word)), m)
+        cand_first = tf.cumsum(m, exclusive=True)
+        k = tf.range(tf.size(cand_pair)) + 1 - tf.gather(cand_first, cand_pair)
+        cand_word = tf.gather(pair_word, cand_pair)
+        cand_pos = tf.gather(pos, cand_pair)
+        base = tf.gather(word_start, cand_word)
+        begin = tf.where(cand_pos == 0, 0,
+                         tf.gather(ends, base + tf.maximum(cand_pos - 1, 0)))
+        end = tf.gather(ends, base + cand_pos + k - 1)
+        pieces = tf.strings.substr(tf.gather(strings, cand_word), begin, end - begin,
+                                   unit="BYTE")
+        is_start = cand_pos == 0
+        parts = tf.dynamic_partition(pieces, tf.cast(is_start, tf.int32), 2)
+        indices = tf.dynamic_partition(tf.range(tf.size(pieces)), tf.cast(is_start, tf.int32),
+                                       2)
+        found = tf.dynamic_stitch(indices, [self._cont_table.lookup(parts[0]),
+                                            self._start_table.lookup(parts[1])])
+        found = tf.cast(found, tf.int32)
+        best_k = tf.math.unsorted_segment_max(tf.where(found >= 0, k, 0), cand_pair,
+                                              tf.size(pair_word))
+        best_k = tf.maximum(best_k, 0)
+        best_id = tf.gather(found, cand_first + tf.maximum(best_k - 1, 0))
+
+        # walk the longest matches from position 0, one piece per iteration
+        def step(at, failed, path):
+            active = tf.logical_and(at < n, tf.logical_not(failed))
+            pair = pair_start + tf.minimum(at, n - 1)
+            jump = tf.where(active, tf.gather(best_k, tf.where(active, pair, 0)), 0)
+            failed = tf.logical_or(failed, tf.logical_and(active, jump == 0))
+            column = tf.where(tf.logical_and(active, jump > 0), pair, -1)
+            return at + jump, failed, tf.concat([path, column[:, None]], 1)
+
+        def more(at, failed, path):
+            return tf.reduce_any(tf.logical_and(at < n, tf.logical_not(failed)))
+
+        _, failed, path = tf.while_loop(
+            more, step, (tf.zeros_like(n), tf.zeros_like(n, tf.bool), tf.fill([num, 1], -1)),
+            shape_invariants=(n.shape, n.shape, tf.TensorShape([None, None])))
+        path = path[:, 1:]
+        unk = tf.range(tf.shape(path)[1] + 1)[None, :] == 0
+        ids = tf.where(failed[:, None], self._unk_id,
+                       tf.gather(best_id, tf.maximum(tf.concat(
+                           [path, tf.fill([num, 1], -1)], 1), 0)))
+        keep = tf.where(failed[:, None], unk, tf.concat([path, tf.fill([num, 1], -1)], 1) >= 0)
+        return tf.ragged.boolean_mask(ids, keep)
