@@ -64,6 +64,10 @@ _REGULAR, _SEPARATOR, _ISOLATED, _SPECIAL = 0, 1, 2, 3
 _MARKER = 0xF0000
 _MARKER_BLOCKER = 0xF0010
 _BMP = 0x10000
+# call() first reads this many bytes per word of each text (then the rest if needed);
+# a word this close to the cut may be cut, so it does not count.
+_PREFIX_BYTES_PER_WORD = 8
+_PREFIX_GUARD = 16
 
 
 def _hangul(cp: int) -> tuple[int, ...] | None:
@@ -249,23 +253,11 @@ class WordPieceTokenizer(keras.layers.Layer):
         texts = self._as_batch(texts)
         length = self.sequence_length
         pieces = self._pieces(texts, max_words=length - 2)
-        kept = tf.minimum(pieces.row_lengths(), length - 2)
-        batch = tf.shape(texts, out_type=tf.int64)[0]
-        # [CLS] pieces [SEP] as one ragged row per text, then padded
-        total = kept + 2
-        starts = tf.cumsum(total, exclusive=True)
-        flat_len = tf.reduce_sum(total)
-        row_of = tf.repeat(tf.range(batch), total)
-        col = tf.range(flat_len) - tf.gather(starts, row_of)
-        last = col == tf.gather(total, row_of) - 1
-        piece_index = tf.gather(pieces.row_splits[:-1], row_of) + col - 1
-        inner = tf.logical_and(col > 0, tf.logical_not(last))
-        values = tf.where(
-            inner, tf.gather(pieces.flat_values, tf.where(inner, piece_index, 0)),
-            tf.where(last, self._sep_id, self._cls_id))
-        rows = tf.RaggedTensor.from_row_lengths(values, total, validate=False)
+        batch = tf.shape(texts)[0]
+        rows = tf.concat([tf.fill([batch, 1], self._cls_id), pieces[:, :length - 2],
+                          tf.fill([batch, 1], self._sep_id)], axis=1)
         token_ids = rows.to_tensor(default_value=self._pad_id, shape=[None, length])
-        mask = tf.sequence_mask(total, length)
+        mask = tf.sequence_mask(rows.row_lengths(), length)
         return {"token_ids": token_ids, "padding_mask": mask}
 
     def compute_output_spec(self, texts):
@@ -311,11 +303,17 @@ class WordPieceTokenizer(keras.layers.Layer):
                 chr(_MARKER + i))
         return texts
 
-    def _normalize(self, texts):
-        """Code points after normalization, their classes and text (row) index."""
+    def _normalize(self, texts, with_offsets=False):
+        """Code points after normalization, their classes, text (row) index and (with
+        ``with_offsets``) the byte offset of the character each comes from. ``texts``
+        have their special tokens marked."""
         chars = self._chars
-        decoded = tf.strings.unicode_decode(self._mark_specials(texts), "UTF-8",
-                                            errors="replace", replacement_char=0xFFFD)
+        if with_offsets:
+            decoded, byte_offsets = tf.strings.unicode_decode_with_offsets(
+                texts, "UTF-8", errors="replace", replacement_char=0xFFFD)
+        else:
+            decoded = tf.strings.unicode_decode(texts, "UTF-8", errors="replace",
+                                                replacement_char=0xFFFD)
         cps = decoded.flat_values
         rows = decoded.value_rowids()
         packed = tf.gather(chars["dense"], tf.minimum(cps, _BMP - 1))
@@ -335,13 +333,15 @@ class WordPieceTokenizer(keras.layers.Layer):
                            tf.gather(cps, src))
         out_classes = tf.where(mapped, tf.gather(chars["exp_classes"], exp_index),
                                tf.gather(packed % 8, src))
-        return out_cps, out_classes, tf.gather(rows, src)
+        out_offsets = tf.gather(byte_offsets.flat_values, src) if with_offsets else None
+        return out_cps, out_classes, tf.gather(rows, src), out_offsets
 
-    def _words(self, texts, max_words):
+    def _words(self, texts, max_words, guard=None):
         """The words: code points ragged [words, (chars)], their text index and
         special-token index (-1 for an ordinary word), for the first ``max_words``
-        words of each text."""
-        cps, classes, rows = self._normalize(texts)
+        words of each text; with ``guard``, also how many words of each text start
+        before byte ``guard``."""
+        cps, classes, rows, offsets = self._normalize(texts, with_offsets=guard is not None)
         batch = tf.shape(texts, out_type=tf.int64)[0]
         regular = classes == _REGULAR
         prev_regular = tf.concat([[False], regular[:-1]], 0)
@@ -349,6 +349,10 @@ class WordPieceTokenizer(keras.layers.Layer):
         in_word = classes != _SEPARATOR
         starts = tf.logical_and(in_word, tf.logical_not(
             tf.logical_and(regular, tf.logical_and(prev_regular, same_row))))
+        early = None
+        if guard is not None:
+            early = tf.math.bincount(tf.boolean_mask(rows, tf.logical_and(starts, offsets < guard)),
+                                     minlength=batch, maxlength=batch, dtype=tf.int64)
         keep = tf.where(in_word)[:, 0]
         cps, classes, rows = (tf.gather(x, keep) for x in (cps, classes, rows))
         starts = tf.gather(starts, keep)
@@ -365,8 +369,7 @@ class WordPieceTokenizer(keras.layers.Layer):
             char_kept = tf.gather(kept_words, word_of)
             keep = tf.where(char_kept)[:, 0]
             cps, classes, word_of = (tf.gather(x, keep) for x in (cps, classes, word_of))
-            old_index = tf.where(kept_words)[:, 0]
-            word_rows = tf.gather(word_rows, old_index)
+            word_rows = tf.boolean_mask(word_rows, kept_words)
             # renumber the kept words 0..n-1 (kept words are a prefix of each row)
             renumber = tf.cumsum(tf.cast(kept_words, tf.int64)) - 1
             word_of = tf.gather(renumber, word_of)
@@ -376,10 +379,32 @@ class WordPieceTokenizer(keras.layers.Layer):
                                                   validate=False)
         first_class = tf.gather(classes, start_index)
         special = tf.where(first_class == _SPECIAL, tf.gather(cps, start_index) - _MARKER, -1)
-        return words, word_rows, special, batch
+        return words, word_rows, special, batch, early
 
     def _pieces(self, texts, max_words):
-        words, word_rows, special, batch = self._words(texts, max_words)
+        """Word-piece ids ragged ``[batch, (pieces)]``: all of them, or (``max_words``)
+        those of the first ``max_words`` words of each text.
+
+        With ``max_words``, a first pass reads only the first bytes of each text
+        (``_PREFIX_BYTES_PER_WORD`` per word); a text whose prefix does not show
+        ``max_words`` complete words well before the cut is read again in full, so
+        the result is exact."""
+        texts = self._mark_specials(texts)
+        if max_words is None:
+            return self._pieces_of(texts, None)[0]
+        cut = _PREFIX_BYTES_PER_WORD * (max_words + 1) + 2 * _PREFIX_GUARD
+        prefix = tf.strings.substr(texts, 0, cut, unit="BYTE")
+        pieces, early = self._pieces_of(prefix, max_words, guard=cut - _PREFIX_GUARD)
+        complete = tf.logical_or(tf.strings.length(texts) <= cut, early > max_words)
+        redo = tf.where(tf.logical_not(complete))[:, 0]
+        again, _ = self._pieces_of(tf.gather(texts, redo), max_words)
+        batch = tf.size(complete, out_type=tf.int64)
+        index = tf.tensor_scatter_nd_update(tf.range(batch), redo[:, None],
+                                            batch + tf.range(tf.size(redo, out_type=tf.int64)))
+        return tf.gather(tf.concat([pieces, again], 0), index)
+
+    def _pieces_of(self, texts, max_words, guard=None):
+        words, word_rows, special, batch, early = self._words(texts, max_words, guard)
         strings = tf.strings.unicode_encode(words, "UTF-8")
         lengths = tf.cast(words.row_lengths(), tf.int32)
         ids = tf.cast(self._start_table.lookup(strings), tf.int32)
@@ -403,8 +428,9 @@ class WordPieceTokenizer(keras.layers.Layer):
             tf.concat([tf.gather(offsets, single), pending_pos], 0)[:, None],
             tf.concat([tf.gather(ids, single), piece_rows.flat_values], 0), [total])
         row_counts = tf.math.unsorted_segment_sum(counts, word_rows, batch)
-        return tf.RaggedTensor.from_row_lengths(values, tf.cast(row_counts, tf.int64),
-                                                validate=False)
+        pieces = tf.RaggedTensor.from_row_lengths(values, tf.cast(row_counts, tf.int64),
+                                                  validate=False)
+        return pieces, early
 
     def _wordpiece(self, words, strings):
         """Greedy longest-match-first WordPiece of words not in the vocabulary as a

@@ -117,13 +117,40 @@ def test_truncation_of_a_10000_word_text(encode, reference, tokenizer):
     assert len(full) > 10_000 and ids[1:-1] == full[:LENGTH - 2]
 
 
-def test_short_sequence_length_keeps_the_first_pieces(folder, reference):
-    short = WordPieceTokenizer(str(folder / "vocab.txt"), sequence_length=4)
+def test_random_texts_around_the_prefix_cut_match_tokenizers(encode, reference):
+    """call() reads a prefix of each text first and re-reads texts whose prefix may
+    not hold sequence_length - 2 complete words: seeded random texts of mixed
+    scripts, long words, runs of spaces/controls and special tokens near the cut."""
+    rng = random.Random(16)
+    pieces = ["a", "the", "word", "Ünïcödé", "日本", "한국", "😀", " ", "  ", "\t", "\n", ",",
+              "!?", "[SEP]", "[MASK]", "\x00", "\u200b", "\u00a0", "é", "x" * 30,
+              "Donaudampfschifffahrtsgesellschaftskapitän", "\x01" * 50, " " * 300,
+              "ab" * 55, "\U000f0001", "İ", "ﬁ", "[", "]"]
+    texts = []
+    for _ in range(150):
+        weights = [rng.random() ** 3 for _ in pieces]
+        size = rng.choice([20, 200, 900, 1100, 1600, 4000])
+        text = ""
+        while len(text.encode()) < size:
+            text += rng.choices(pieces, weights)[0] + rng.choice(["", " "])
+        texts.append(text)
+    # a special token, a multi-byte character, a long word straddling the first cut
+    cut = 8 * (LENGTH - 1) + 32
+    for shift in range(-20, 4):
+        for tail in ("[MASK] tail", "日本語 tail", "ﬀ" * 40, "\U0001f600 x"):
+            head = "w " * ((cut + shift) // 2)
+            texts.append(head[:cut + shift] + tail + " more words" * 80)
+    assert mismatches(encode, reference, texts) == []
+
+
+def test_short_sequence_lengths_keep_the_first_pieces(folder, reference):
     text = "unaffable xylophonists play"
     pieces = reference.encode(text, add_special_tokens=False).ids
     assert len(pieces) > 2
-    assert short(tf.constant([text]))["token_ids"].numpy().tolist() == \
-        [[101, *pieces[:2], 102]]
+    for length in (2, 3, 4):
+        short = WordPieceTokenizer(str(folder / "vocab.txt"), sequence_length=length)
+        assert short(tf.constant([text, ""]))["token_ids"].numpy().tolist() == \
+            [[101, *pieces[:length - 2], 102], [101, 102] + [0] * (length - 2)]
 
 
 def test_tokenize_scalar_empty_and_api(tokenizer, folder):
