@@ -94,3 +94,17 @@ def test_text_flag_errors_are_one_line(text_run, capsys, tmp_path):
     assert len(err) == 1 and "image backbone" in err[0]
     assert main(["train", str(data), "--sequence-length", "2"]) == 2
     assert "sequence_length must be an int >= 3" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_text_demo_quick_runs_offline_end_to_end(tmp_path, capsys):
+    assert main(["demo", "--text", "--quick", "--output", str(tmp_path / "demo")]) == 0
+    out = capsys.readouterr().out
+    assert "held-out BBC News articles" in out
+    report = json.loads((tmp_path / "demo" / "report.json").read_text())
+    assert report["task"] == "text" and report["backbone"] == "minilm_l6"
+    assert report["counts"] == {"train": 20, "val": 10, "test": 20}
+    assert report["class_names"] == ["business", "entertainment", "politics", "sports", "tech"]
+    assert 0.0 <= report["test_metrics"]["accuracy"] <= 1.0
+    model = keras.saving.load_model(tmp_path / "demo" / "model.keras")
+    assert model.sequence_length == 32
