@@ -35,6 +35,7 @@ def register_keras_objects() -> None:
     from kerastl.backbones import builder, hub, preprocessing  # noqa: F401
     from kerastl.text import bert  # noqa: F401
     from kerastl.text import models as text_models  # noqa: F401
+    from kerastl.text import tokenizer  # noqa: F401
     from kerastl.training import discriminative, schedules  # noqa: F401
 
 

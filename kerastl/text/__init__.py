@@ -19,12 +19,14 @@ from kerastl.text.models import (
     build_text_embedder,
 )
 from kerastl.text.presets import TextBackboneSpec, list_text_backbones, text_backbone_spec
+from kerastl.text.tokenizer import WordPieceTokenizer
 
 __all__ = [
     "TextBackbone",
     "TextBackboneSpec",
     "TextClassifier",
     "TextEmbedder",
+    "WordPieceTokenizer",
     "build_text_backbone",
     "build_text_classifier",
     "build_text_embedder",
