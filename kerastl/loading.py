@@ -33,9 +33,11 @@ def register_keras_objects() -> None:
     _quiet.import_tensorflow_quietly()
     from kerastl import models  # noqa: F401
     from kerastl.backbones import builder, hub, preprocessing  # noqa: F401
-    from kerastl.text import bert  # noqa: F401
+    from kerastl.text import (
+        bert,  # noqa: F401
+        tokenizer,  # noqa: F401
+    )
     from kerastl.text import models as text_models  # noqa: F401
-    from kerastl.text import tokenizer  # noqa: F401
     from kerastl.training import discriminative, schedules  # noqa: F401
 
 
