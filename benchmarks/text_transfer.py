@@ -36,6 +36,7 @@ import argparse
 import json
 import statistics
 import time
+import warnings
 
 import numpy as np
 
@@ -143,6 +144,7 @@ def main():
     p.add_argument("--test-per-class", type=int, default=100)
     p.add_argument("--json", default=None, help="also write the figures to this file")
     args = p.parse_args()
+    warnings.filterwarnings("ignore", category=FutureWarning)  # scikit-learn's API notices
     if args.quick:
         args.seeds, args.per_class, args.datasets = 1, "4", "bbc"
         args.sequence_length, args.test_per_class = 32, 6
