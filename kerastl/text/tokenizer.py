@@ -27,7 +27,10 @@ gather (a dense table for the BMP, ranges above it) gives each code point its
 output code points and its class (regular, separator, punctuation/CJK,
 special), and ``tf.repeat`` expands them. Words are runs of regular characters.
 Only the first ``sequence_length - 2`` words of a text can contribute to the
-truncated output, so only those are WordPiece-tokenized. A whole word found in
+truncated output, so ``call`` first reads a prefix of each text (8 bytes per
+word, plus a margin), re-reads in full only a text whose prefix does not show
+that many complete words 16 bytes before the cut, and WordPiece-tokenizes only
+those words. A whole word found in
 the vocabulary is one lookup; the other words (a few percent) get every
 candidate piece looked up at once (two hash tables: word starts, and ``##``
 continuations with the prefix removed), then a ``tf.while_loop`` walks the
