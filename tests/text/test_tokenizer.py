@@ -247,6 +247,7 @@ def test_every_bmp_code_point_and_a_sample_above_matches_tokenizers(tokenizer, r
     assert bad == [], f"{len(bad)} code points differ: {bad[:20]}"
 
 
+@pytest.mark.slow
 def test_tf_data_map_and_functional_model_keras_round_trip(tokenizer, tmp_path):
     texts = ["Café naïve", "", "a longer text, with punctuation!", "日本"]
     expected = tokenizer(tf.constant(texts))
