@@ -111,13 +111,17 @@ def test_consumer_answers_like_keras(exported, kind, consumer):
     key = "predictions" if kind == "regression" else "probabilities"
     expected = keras.ops.convert_to_numpy(models[kind](arrays["images"], training=False))
     assert np.std(expected, axis=0).max() > 1e-3  # outputs depend on the image
+    # bfloat16 keeps 8 bits of mantissa (epsilon 2**-8): on CPUs with AVX512_BF16 the
+    # session graph and eager Keras pick different oneDNN kernels and differ by ~1e-3
+    # (seen on the dev box, at the last commit CI passed too); float32 paths stay at 1e-5.
+    atol = 4e-3 if kind == "mixed_bfloat16" else 1e-5
     for request in ("images", "png", "large_png"):  # native-size PNG photos resized in-graph
-        np.testing.assert_allclose(out[f"{request}/{key}"], expected, atol=1e-5, rtol=0)
+        np.testing.assert_allclose(out[f"{request}/{key}"], expected, atol=atol, rtol=0)
     # JPEG bytes: exactly what kerastl's data layer makes of the same files in training
     # (DCT-scaled decoding included). How often lossy JPEG keeps the top-1 is a property
     # of a trained model: test_real_weights.py checks it on EfficientNet-Lite0.
     jpeg = keras.ops.convert_to_numpy(models[kind](arrays["jpeg_view"], training=False))
-    np.testing.assert_allclose(out[f"jpeg/{key}"], jpeg, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(out[f"jpeg/{key}"], jpeg, atol=atol, rtol=0)
     assert out[f"png/{key}"].shape == (32, models[kind].output_shape[-1])
     if kind != "regression":
         assert list(out["png/class_names"]) == [f"c{i}" for i in out["png/classes"]]
