@@ -76,7 +76,7 @@ def _as_arrays(data) -> tuple[np.ndarray, np.ndarray]:
             )
         return x, y
     raise UserInputError(
-        "data must be a pair (images, labels) of arrays or a tf.data.Dataset of "
+        "data must be a pair (images or texts, labels) of arrays or a tf.data.Dataset of "
         f"(images, labels) batches. Received: {type(data).__name__}"
     )
 
@@ -153,7 +153,8 @@ def cross_validate(build_fn: Callable[[], keras.Model], data, k: int = 5, *,
         num_classes = 0
 
     def dataset(index, shuffle):
-        ds = tf.data.Dataset.from_tensor_slices((x[index].astype("float32"), y[index]))
+        inputs = x[index] if x.dtype.kind in "USO" else x[index].astype("float32")  # texts
+        ds = tf.data.Dataset.from_tensor_slices((inputs, y[index]))
         if shuffle:
             ds = ds.shuffle(len(index), seed=seed, reshuffle_each_iteration=True)
         return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
