@@ -31,8 +31,10 @@ if TYPE_CHECKING:  # numpy is imported where used: the parser is built without i
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
-        "predict", help="predict images with a .keras model or an exported SavedModel",
-        description="Print the top-k classes (or regression outputs) of each image.")
+        "predict", help="predict images (or texts) with a .keras model or an exported "
+                        "SavedModel",
+        description="Print the top-k classes (or regression outputs) of each image, or of "
+                    "each text for a text model (.txt files, folders of them, --text).")
     parser.add_argument("model", help="a .keras file, a SavedModel version folder, or a "
                                       "model folder (its latest version)")
     parser.add_argument("images", nargs="*", metavar="INPUTS",
