@@ -38,6 +38,11 @@ TEXT_BACKBONE = "minilm_l6"
 CLASSIFIERS = ("logistic", "linear_svm", "ridge")
 MIXED_PRECISION = ("mixed_float16", "mixed_bfloat16")
 UNFREEZE_KEYS = ("groups", "fraction", "from_layer", "train_bn", "lora_rank")
+#: ``head_init``: phase 1 trains the head (``"random"``) or fits a logistic regression
+#: on cached features and starts phase 2 from it (``"linear_probe"``, LP-FT).
+HEAD_INITS = ("random", "linear_probe")
+#: ``regularization``: ``"l2_sp"`` pulls phase 2's weights toward their pretrained values.
+REGULARIZATIONS = ("l2_sp",)
 DEFAULT_SEED = 1337
 #: ``dataclasses.field`` metadata: the option does not change what fine-tuning
 #: computes, so a run resumed with another value keeps its checkpoint. Every
@@ -82,7 +87,8 @@ class FineTuneConfig:
             (``{"groups": 2}``...; default: the whole backbone, BatchNorm frozen).
         optimizer, weight_decay, momentum, schedule, warmup, patience,
         label_smoothing, l2, layerwise_lr_decay, gradual_unfreeze_every,
-        cache_features, mixed_precision: as in :func:`kerastl.fine_tune`.
+        cache_features, mixed_precision, head_init, regularization, l2_sp: as in
+        :func:`kerastl.fine_tune`.
     Run (:func:`kerastl.train`):
         mode: ``"fine-tune"``, ``"feature-extraction"`` (frozen features and a
             linear classifier) or ``"auto"`` (chosen from the images per class).
@@ -132,6 +138,9 @@ class FineTuneConfig:
     gradual_unfreeze_every: int | None = None
     cache_features: Any = "auto"
     mixed_precision: str | None = None
+    head_init: str = "random"
+    regularization: str | None = None
+    l2_sp: float = 1e-3
 
     mode: str = _neutral("fine-tune")  # a resumed run is fine-tuning whichever chose it
     classifier: str = _neutral("logistic")  # feature extraction only (never resumed)
@@ -184,7 +193,7 @@ FINE_TUNE_FIELDS = ("head_epochs", "epochs", "learning_rate", "fine_tune_learnin
                     "unfreeze", "optimizer", "weight_decay", "momentum", "schedule", "warmup",
                     "patience", "label_smoothing", "l2", "layerwise_lr_decay",
                     "gradual_unfreeze_every", "cache_features", "mixed_precision",
-                    "lora_rank")
+                    "lora_rank", "head_init", "regularization", "l2_sp")
 
 
 
@@ -303,7 +312,7 @@ def _validate(c: FineTuneConfig) -> None:
                              f"Received: max_pixels={c.max_pixels!r}")
     for name in ("head_epochs", "epochs"):
         _int(name, getattr(c, name), 0)
-    if c.head_epochs + c.epochs == 0 and c.mode == "fine-tune":
+    if c.head_epochs + c.epochs == 0 and c.mode == "fine-tune" and c.head_init == "random":
         raise UserInputError("Nothing to do: head_epochs and epochs are both 0.")
     for name in ("learning_rate", "fine_tune_learning_rate"):
         value = getattr(c, name)
@@ -327,6 +336,9 @@ def _validate(c: FineTuneConfig) -> None:
     _int("gradual_unfreeze_every", c.gradual_unfreeze_every, 1, optional=True)
     _choice("cache_features", c.cache_features, ("auto", True, False))
     _choice("mixed_precision", c.mixed_precision, MIXED_PRECISION, optional=True)
+    _choice("head_init", c.head_init, HEAD_INITS)
+    _choice("regularization", c.regularization, REGULARIZATIONS, optional=True)
+    _positive("l2_sp", c.l2_sp)
     _choice("mode", c.mode, MODES)
     _choice("classifier", c.classifier, CLASSIFIERS)
     _positive("C", c.C, optional=True)

@@ -8,7 +8,7 @@ import pathlib
 
 from kerastl.cli.options import add_max_pixels
 from kerastl.cli.summary import add_json_flag, json_summary, scalar_metrics
-from kerastl.config import CLASSIFIERS, MODES, TASK_KINDS, TEXT_BACKBONE
+from kerastl.config import CLASSIFIERS, HEAD_INITS, MODES, TASK_KINDS, TEXT_BACKBONE
 from kerastl.config import DEFAULTS as _DEFAULTS
 from kerastl.defaults import (
     AUGMENT_POLICIES,
@@ -114,6 +114,14 @@ def _add_phase_flags(p) -> None:
                         "the group above (e.g. 0.5; default: one rate)")
     p.add_argument("--gradual-unfreeze-every", type=int, default=None, metavar="K",
                    help="phase 2: start with the top group, unfreeze one more every K epochs")
+    p.add_argument("--head-init", default=DEFAULTS["head_init"], choices=HEAD_INITS,
+                   help="phase 1: train the head for --head-epochs (random) or fit a "
+                        "cross-validated logistic regression on cached features and start "
+                        "phase 2 from it (linear_probe: LP-FT) (default: %(default)s)")
+    p.add_argument("--l2-sp", type=float, default=None, metavar="FACTOR",
+                   help="phase 2: L2-SP penalty FACTOR x sum ||w - w0||^2 pulling the "
+                        "unfrozen backbone weights toward their pretrained values "
+                        "(e.g. 1e-3; default: none)")
     p.add_argument("--label-smoothing", type=float, default=DEFAULTS["label_smoothing"],
                    help="label smoothing (needs one-hot labels, e.g. MixUp augmentation)")
 
@@ -204,7 +212,9 @@ def config_from_args(args):
         gradual_unfreeze_every=args.gradual_unfreeze_every,
         mixed_precision=args.mixed_precision, mode=args.mode, classifier=args.classifier,
         C=args.C, lr_find=args.lr_find, task=args.task,
-        sequence_length=args.sequence_length, lora_rank=args.lora_rank)
+        sequence_length=args.sequence_length, lora_rank=args.lora_rank,
+        head_init=args.head_init, regularization=None if args.l2_sp is None else "l2_sp",
+        l2_sp=_DEFAULTS.l2_sp if args.l2_sp is None else args.l2_sp)
 
 
 def _train(args, summary: dict) -> int:

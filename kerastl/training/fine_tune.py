@@ -18,7 +18,7 @@ import tensorflow as tf
 
 from kerastl import distribute
 from kerastl._compat import flatten_layers
-from kerastl.config import DEFAULTS
+from kerastl.config import DEFAULTS, HEAD_INITS, REGULARIZATIONS
 from kerastl.errors import UserInputError
 from kerastl.freezing import find_backbone
 from kerastl.training.optimizers import OPTIMIZERS as _OPTIMIZERS  # noqa: F401  (former name)
@@ -58,7 +58,10 @@ def fine_tune(model: keras.Model, train: tf.data.Dataset, val: tf.data.Dataset |
               gradual_unfreeze_every: int | None = DEFAULTS.gradual_unfreeze_every,
               momentum: float | None = DEFAULTS.momentum,
               l2: float | None = DEFAULTS.l2,
-              lora_rank: int | None = DEFAULTS.lora_rank) -> FineTuneResult:
+              lora_rank: int | None = DEFAULTS.lora_rank,
+              head_init: str = DEFAULTS.head_init,
+              regularization: str | None = DEFAULTS.regularization,
+              l2_sp: float = DEFAULTS.l2_sp) -> FineTuneResult:
     # Every default above is kerastl.FineTuneConfig's (kerastl/config.py), defined once.
     """Fine-tune ``model`` in two phases and return the best weights.
 
@@ -138,6 +141,17 @@ def fine_tune(model: keras.Model, train: tf.data.Dataset, val: tf.data.Dataset |
         lora_rank: transformer (text) backbones: phase 2 trains rank-``lora_rank``
             LoRA adapters on the attention query/value projections of the
             unfrozen layers instead of their weights (``unfreeze(lora_rank=)``).
+        head_init: ``"random"`` (phase 1 trains the head for ``head_epochs``)
+            or ``"linear_probe"`` (LP-FT: phase 1 fits a cross-validated
+            logistic regression on the frozen backbone's features in seconds
+            and starts the ``"predictions"`` layer from it; ``head_epochs`` is
+            not used; the result's ``linear_head`` holds the fit). See
+            :mod:`kerastl.training.lp_ft`.
+        regularization: ``None`` or ``"l2_sp"``: phase 2 adds
+            ``l2_sp * sum ||w - w0||^2`` over the unfrozen backbone weights, ``w0``
+            their values when phase 2 starts (kept in checkpoints; removed from
+            the model at the end). Not with ``gradual_unfreeze_every``.
+        l2_sp: the L2-SP factor (> 0) of ``regularization="l2_sp"``.
 
     Returns:
         A :class:`FineTuneResult`.
@@ -150,7 +164,19 @@ def fine_tune(model: keras.Model, train: tf.data.Dataset, val: tf.data.Dataset |
     for label, value in (("head_epochs", head_epochs), ("epochs", epochs)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise UserInputError(f"{label} must be an int >= 0. Received: {label}={value!r}")
-    if head_epochs + epochs == 0:
+    if head_init not in HEAD_INITS:
+        raise UserInputError(f"head_init must be one of {', '.join(HEAD_INITS)}. "
+                             f"Received: head_init={head_init!r}")
+    if regularization not in (None, *REGULARIZATIONS):
+        raise UserInputError(f"regularization must be None or one of "
+                             f"{', '.join(REGULARIZATIONS)}. Received: {regularization!r}")
+    if regularization == "l2_sp" and gradual_unfreeze_every is not None:
+        raise UserInputError("regularization='l2_sp' anchors the weights unfrozen when phase "
+                             "2 starts; it cannot be combined with gradual_unfreeze_every.")
+    if (isinstance(l2_sp, bool) or not isinstance(l2_sp, (int, float))
+            or not (math.isfinite(l2_sp) and l2_sp > 0)):
+        raise UserInputError(f"l2_sp must be a finite number > 0. Received: l2_sp={l2_sp!r}")
+    if head_epochs + epochs == 0 and head_init != "linear_probe":
         raise UserInputError("Nothing to do: head_epochs and epochs are both 0.")
     if patience is not None and (isinstance(patience, bool) or not isinstance(patience, int)
                                  or patience < 0):
@@ -189,6 +215,7 @@ def fine_tune(model: keras.Model, train: tf.data.Dataset, val: tf.data.Dataset |
                    class_weight=class_weight, weight_decay=weight_decay, strategy=strategy,
                    backup_dir=backup_dir, jit_compile=jit_compile, loop=training_loop,
                    momentum=momentum, l2=l2, mixed_precision=mixed_precision,
+                   head_init=head_init, regularization=regularization, l2_sp=l2_sp,
                    **_schedule_options(schedule, warmup, layerwise_lr_decay,
                                        gradual_unfreeze_every, unfreeze or {}, backup_dir,
                                        training_loop))
@@ -197,7 +224,12 @@ def fine_tune(model: keras.Model, train: tf.data.Dataset, val: tf.data.Dataset |
         if policy or (strategy is not None and not distribute.variables_in_scope(model, strategy)):
             work = distribute.rebuild(model, strategy=strategy, policy=policy)
         runner = TwoPhases(work, train, val, **options)
-        result = runner.run()
+        try:
+            result = runner.run()
+        finally:
+            if runner.l2_sp is not None:  # the penalty belongs to this run, not the model
+                runner.l2_sp.remove()
+    result.linear_head = runner.linear_head
     if work is not model:
         model.set_weights(work.get_weights())
         for source, target in zip(flatten_layers(work, include_self=False),

@@ -33,6 +33,7 @@ from kerastl.training.checkpoint import (
 from kerastl.training.discriminative import discriminative_optimizer
 from kerastl.training.distributed import StrategyTrainer
 from kerastl.training.gradual import GradualUnfreezing
+from kerastl.training.lp_ft import attach_l2_sp, linear_probe_phase
 from kerastl.training.optimizers import default_loss_and_metrics, make_optimizer
 from kerastl.training.phase_steps import (
     _batch_size,
@@ -115,6 +116,8 @@ class TwoPhases:
         self.loss, self.metrics = loss, metrics
         self.ckpt = None
         self.resumed_from = None
+        self.linear_head = None  # head_init="linear_probe": the fitted LinearHead
+        self.l2_sp = None  # regularization="l2_sp": phase 2's L2SPPenalty
         if options["backup_dir"] is not None:
             self.ckpt = CheckpointManager(
                 options["backup_dir"], fingerprint=self._fingerprint(),
@@ -149,6 +152,7 @@ class TwoPhases:
                  "data_passes": self._data_passes()}
         arrays = {"model": self.model.get_weights(), "optimizer": optimizer_arrays(optimizer),
                   "best": self.best._weights,
+                  "l2_sp": self.l2_sp.anchor_arrays() if self.l2_sp is not None else None,
                   "rng": [keras.ops.convert_to_numpy(v) for v in _rng_states(self.model)]}
         self.ckpt.save(state, arrays, label=label or state["status"])
 
@@ -261,7 +265,7 @@ class TwoPhases:
         found = self._resume()
         status = found.state["status"] if found else "phase1"
         head_epochs, epochs = self.o["head_epochs"], self.o["epochs"]
-        if status == "phase1" and head_epochs:
+        if status == "phase1" and (head_epochs or self.o["head_init"] == "linear_probe"):
             self.phase1(found)
             found = None
         if status in ("phase1", "phase2") and epochs:
@@ -283,6 +287,8 @@ class TwoPhases:
     def phase1(self, found):
         model, o = self.model, self.o
         freeze(model)
+        if o["head_init"] == "linear_probe":  # LP-FT: a fitted logistic regression instead
+            return linear_probe_phase(self)
         done = found.state["phase_epochs_done"] if found else 0
         backbone, _ = find_backbone(model)
         use_cache, why = _should_cache(o["cache_features"], model, self.train, o["head_epochs"])
@@ -351,6 +357,7 @@ class TwoPhases:
             self._set_trainable(found.state["trainable"])
         elif not self.phase1_epochs and not o["head_epochs"]:
             unfreeze_model(model, **o["unfreeze"])
+        self.l2_sp = attach_l2_sp(self, found)
         self.compile(model, o["fine_tune_learning_rate"], self.train, 2)
         self.restore_optimizer(model, found)
         start = time.perf_counter()

@@ -20,6 +20,8 @@ class FineTuneResult:
         timings: seconds spent per phase and on feature extraction.
         cached_features: whether phase 1 trained on cached backbone features.
         resumed_from: the checkpoint folder this run resumed from, or None.
+        linear_head: with ``head_init="linear_probe"``, the fitted
+            :class:`kerastl.transfer.LinearHead` phase 1 started the head from.
     """
 
     model: keras.Model
@@ -28,6 +30,7 @@ class FineTuneResult:
     timings: dict[str, float]
     cached_features: bool = False
     resumed_from: str | None = None
+    linear_head: object | None = None
 
     def history_rows(self) -> list[dict]:
         """The history as one dict per epoch."""

@@ -1,0 +1,130 @@
+"""LP-FT and L2-SP: the two ways :func:`kerastl.fine_tune` keeps phase 2 near the
+pretrained features.
+
+``head_init="linear_probe"`` (LP-FT, Kumar et al. 2022, "Fine-Tuning can
+Distort Pretrained Features and Underperform Out-of-Distribution"): phase 1
+extracts the frozen backbone's features once, fits a converged,
+cross-validated logistic regression on them
+(:func:`kerastl.fit_linear_head`: standardised features, C by stratified CV)
+and copies its weights, the scaler folded in, into the Dense
+``"predictions"`` layer. Phase 2 then starts from a head that already fits,
+so the first gradients reaching the backbone are not those of a random head.
+
+``regularization="l2_sp"`` (Li et al. 2018, "Explicit Inductive Bias for
+Transfer Learning with Convolutional Networks"): phase 2's loss gets
+``l2_sp * sum ||w - w0||^2`` over the unfrozen backbone weights, ``w0`` their
+values when phase 2 starts (see :func:`kerastl.regularization.add_l2_sp`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import keras
+import numpy as np
+
+from kerastl.config import DEFAULT_SEED
+from kerastl.data.pipeline import epoch_order
+from kerastl.errors import UserInputError
+from kerastl.freezing import find_backbone
+from kerastl.freezing import unfreeze as unfreeze_model
+from kerastl.training.checkpoint import pause_point
+
+log = logging.getLogger(__name__)
+
+
+def probe_layer(model: keras.Model, backbone: keras.Model) -> keras.layers.Dense:
+    """The softmax Dense ``"predictions"`` layer that reads the backbone's features directly.
+
+    Raises:
+        ValueError: the head has hidden layers (or no such layer): a linear
+            probe can only initialise a head that is one linear layer.
+    """
+    layers = model.layers
+    dense = next((layer for layer in layers if layer.name == "predictions"), None)
+    ok = (isinstance(dense, keras.layers.Dense) and backbone in layers
+          and layers.index(dense) == len(layers) - 1
+          and dense.activation is keras.activations.softmax
+          and int(dense.kernel.shape[0]) == int(backbone.output.shape[-1])
+          and not any(layer.weights for layer in layers[layers.index(backbone) + 1:-1]))
+    if not ok:
+        raise UserInputError(
+            "head_init='linear_probe' needs a classifier whose softmax 'predictions' Dense "
+            "layer reads the backbone's pooled features directly (build_classifier without "
+            f"hidden_units). Received: model '{model.name}' with layers "
+            f"{[layer.name for layer in layers]}")
+    return dense
+
+
+def _cross_entropy(probabilities: np.ndarray, labels: np.ndarray) -> float:
+    picked = probabilities[np.arange(len(labels)), labels]
+    return float(-np.mean(np.log(np.clip(picked, 1e-7, 1.0))))
+
+
+def _scores(head, features, labels, prefix: str) -> dict[str, float]:
+    from kerastl.transfer.linear import _labels
+
+    y = _labels(labels)
+    logits = head.logits(features)
+    logits -= logits.max(axis=1, keepdims=True)
+    probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    return {f"{prefix}loss": _cross_entropy(probabilities, y),
+            f"{prefix}accuracy": float(np.mean(probabilities.argmax(axis=1) == y))}
+
+
+def linear_probe_phase(runner) -> None:
+    """Phase 1 of :class:`kerastl.training.phases.TwoPhases` as a linear probe.
+
+    Sets the head's weights, records one history row (phase 1, epoch 1, with
+    the probe's training and validation loss and accuracy) that competes for
+    the best weights, then unfreezes for phase 2 as the epoch-based phase 1 does.
+    """
+    from kerastl.data.features import extract_features
+    from kerastl.transfer.linear import fit_linear_head
+
+    model, o = runner.model, runner.o
+    backbone, _spec = find_backbone(model)
+    dense = probe_layer(model, backbone)
+    start = time.perf_counter()
+    order = epoch_order(runner.train)
+    verbose = o["verbose"] == 1
+    features, labels = extract_features(backbone, order["unshuffled"] if order else runner.train,
+                                        verbose=verbose)
+    val = extract_features(backbone, runner.val, verbose=verbose) if runner.val is not None \
+        else None
+    runner.timings["feature_extraction"] = time.perf_counter() - start
+    runner.cached = True
+    head = fit_linear_head(features, labels, kind="logistic", class_weight=o["class_weight"],
+                           num_classes=int(dense.units), seed=DEFAULT_SEED)
+    dense.set_weights([head.weights.astype(dense.kernel.dtype),
+                       head.bias.astype(dense.bias.dtype)])
+    runner.linear_head = head
+    logs = _scores(head, features, labels, "")
+    if val is not None:
+        logs.update(_scores(head, *val, "val_"))
+    log.info("Phase 1 (linear probe): logistic regression, C=%g by CV; %s", head.C,
+             ", ".join(f"{k}={v:.4f}" for k, v in logs.items()))
+    runner.rows.append({"epoch": 1, "phase": 1, **logs})
+    runner.best.on_epoch_end(0, logs)
+    runner.timings["phase1"] = time.perf_counter() - start
+    runner.phase1_epochs = len(runner.rows)
+    if o["epochs"]:
+        unfreeze_model(model, **o["unfreeze"])
+        runner.save(2, phase_epochs_done=0, label="phase-boundary")
+        pause_point("phase-boundary")
+
+
+def attach_l2_sp(runner, found):
+    """Phase 2's L2-SP penalty on ``runner.model`` (``None`` unless ``regularization="l2_sp"``).
+
+    ``w0`` is what the checkpoint recorded when resuming inside phase 2, else
+    the weights phase 2 starts from.
+    """
+    if runner.o.get("regularization") != "l2_sp":
+        return None
+    from kerastl.regularization import add_l2_sp
+
+    anchors = found.arrays.get("l2_sp") if found is not None else None
+    with runner._scope():
+        return add_l2_sp(runner.model, runner.o["l2_sp"], anchors=anchors)

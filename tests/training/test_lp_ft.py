@@ -1,0 +1,65 @@
+"""LP-FT: fine_tune(head_init="linear_probe") starts the head from a fitted logistic regression."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import kerastl as ktl
+from kerastl.errors import UserInputError
+from kerastl.freezing import find_backbone
+
+pytest.importorskip("sklearn")
+
+
+def _data(n=30, size=32):
+    rng = np.random.default_rng(0)
+    y = np.arange(n) % 3
+    palette = np.array([[230, 30, 30], [30, 230, 30], [30, 30, 230]], "float32")
+    x = np.clip(palette[y][:, None, None, :] + rng.normal(0, 60, (n, size, size, 3)), 0, 255)
+    return x.astype("float32"), y.astype("int32")
+
+
+def _model(**kwargs):
+    backbone = ktl.build_backbone("mobilenet_v3_small", weights=None, image_size=32)
+    return ktl.build_classifier(backbone, 3, **kwargs)
+
+
+def test_linear_probe_head_predicts_the_logistic_regressions_probabilities():
+    x, y = _data()
+    train = tf.data.Dataset.from_tensor_slices((x[:24], y[:24])).batch(8)
+    val = tf.data.Dataset.from_tensor_slices((x[24:], y[24:])).batch(8)
+    model = _model()
+    result = ktl.fine_tune(model, train, val, head_init="linear_probe", epochs=0, verbose=0)
+    head = result.linear_head
+    assert head is not None and head.kind == "logistic" and head.cv_scores  # C chosen by CV
+    features, _ = ktl.extract_features(find_backbone(model)[0], (x, y))
+    expected = head.estimator.predict_proba(features)
+    np.testing.assert_allclose(model.predict(x, verbose=0), expected, atol=1e-4)
+    # One phase-1 row: the probe's own scores, which the best-weights restore kept.
+    assert result.history["phase"] == [1] and result.cached_features
+    val_accuracy = np.mean(head.estimator.predict(features[24:]) == y[24:])
+    assert result.history["val_accuracy"] == [pytest.approx(val_accuracy)]
+    assert result.best_val_metrics["val_loss"] == result.history["val_loss"][0]
+
+
+def test_linear_probe_then_phase_2_trains_on_from_the_probe():
+    x, y = _data()
+    train = tf.data.Dataset.from_tensor_slices((x, y)).batch(10)
+    model = _model()
+    result = ktl.fine_tune(model, train, head_init="linear_probe", head_epochs=0, epochs=1,
+                           verbose=0, patience=None)
+    assert result.history["phase"] == [1, 2] and result.history["epoch"] == [1, 2]
+    assert any(w.trainable for w in find_backbone(model)[0].weights)  # phase 2 unfroze
+
+
+def test_linear_probe_needs_a_single_linear_head():
+    x, y = _data(n=12)
+    train = tf.data.Dataset.from_tensor_slices((x, y)).batch(6)
+    with pytest.raises(UserInputError, match="reads the backbone's pooled features directly"):
+        ktl.fine_tune(_model(hidden_units=(8,)), train, head_init="linear_probe", epochs=0,
+                      verbose=0)
+    with pytest.raises(UserInputError, match="head_init must be one of random, linear_probe"):
+        ktl.fine_tune(_model(), train, head_init="lp", verbose=0)
+    with pytest.raises(UserInputError, match="head_init must be one of"):
+        ktl.FineTuneConfig(head_init="probe")
+    assert ktl.FineTuneConfig(head_init="linear_probe", head_epochs=0, epochs=0).head_init
