@@ -24,7 +24,8 @@ import logging
 import sys
 import traceback
 
-SUBCOMMANDS = ("backbones", "train", "evaluate", "predict", "export", "tune", "demo")
+SUBCOMMANDS = ("backbones", "train", "evaluate", "predict", "export", "tune", "demo",
+               "explain")
 
 
 class _Parser(argparse.ArgumentParser):
