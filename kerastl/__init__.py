@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from kerastl.evaluation import evaluate, predict
     from kerastl.export import export_saved_model
     from kerastl.freezing import freeze, layer_groups, trainable_report, unfreeze
+    from kerastl.inspection import InspectionReport, inspect
     from kerastl.models import ImageClassifier, ImageRegressor, build_classifier, build_regressor
     from kerastl.runs import Run, load_run, train
     from kerastl.text.models import TextClassifier, build_text_classifier
@@ -71,6 +72,7 @@ _NAMES = {
     "kerastl.training": ("FineTuneResult", "fine_tune", "lr_find"),
     "kerastl.transfer": ("adapt_batchnorm", "cross_validate", "extract_features",
                          "fit_linear_head"),
+    "kerastl.inspection": ("InspectionReport", "inspect"),
 }
 _MODULE_OF = {name: module for module, names in _NAMES.items() for name in names}
 
@@ -81,6 +83,7 @@ __all__ = [
     "FineTuneResult",
     "ImageClassifier",
     "ImageRegressor",
+    "InspectionReport",
     "KerastlError",
     "MissingExtraError",
     "Run",
@@ -104,6 +107,7 @@ __all__ = [
     "fine_tune",
     "fit_linear_head",
     "freeze",
+    "inspect",
     "layer_groups",
     "list_backbones",
     "load_run",

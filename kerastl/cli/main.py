@@ -25,7 +25,7 @@ import sys
 import traceback
 
 SUBCOMMANDS = ("backbones", "train", "evaluate", "predict", "export", "tune", "demo",
-               "explain")
+               "inspect", "explain")
 
 
 class _Parser(argparse.ArgumentParser):

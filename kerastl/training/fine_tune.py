@@ -145,7 +145,7 @@ def fine_tune(model: keras.Model, train: tf.data.Dataset, val: tf.data.Dataset |
             or ``"linear_probe"`` (LP-FT: phase 1 fits a cross-validated
             logistic regression on the frozen backbone's features in seconds
             and starts the ``"predictions"`` layer from it; ``head_epochs`` is
-            not used; the result's ``linear_head`` holds the fit). See
+            not used; the result's ``linear_head`` holds the fitted pipeline). See
             :mod:`kerastl.training.lp_ft`.
         regularization: ``None`` or ``"l2_sp"``: phase 2 adds
             ``l2_sp * sum ||w - w0||^2`` over the unfrozen backbone weights, ``w0``

@@ -4,9 +4,11 @@ pretrained features.
 ``head_init="linear_probe"`` (LP-FT, Kumar et al. 2022, "Fine-Tuning can
 Distort Pretrained Features and Underperform Out-of-Distribution"): phase 1
 extracts the frozen backbone's features once, fits a converged,
-cross-validated logistic regression on them
-(:func:`kerastl.fit_linear_head`: standardised features, C by stratified CV)
-and copies its weights, the scaler folded in, into the Dense
+cross-validated logistic regression on them (scikit-learn's
+``LogisticRegressionCV`` on standardised features, C by stratified CV, as
+:func:`kerastl.fit_linear_head` does; called directly because
+:mod:`kerastl.transfer` imports this package) and copies its weights, the
+scaler folded in, into the Dense
 ``"predictions"`` layer. Phase 2 then starts from a head that already fits,
 so the first gradients reaching the backbone are not those of a random head.
 
@@ -20,13 +22,14 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 
 import keras
 import numpy as np
 
 from kerastl.config import DEFAULT_SEED
 from kerastl.data.pipeline import epoch_order
-from kerastl.errors import UserInputError
+from kerastl.errors import UserInputError, require
 from kerastl.freezing import find_backbone
 from kerastl.freezing import unfreeze as unfreeze_model
 from kerastl.training.checkpoint import pause_point
@@ -62,11 +65,48 @@ def _cross_entropy(probabilities: np.ndarray, labels: np.ndarray) -> float:
     return float(-np.mean(np.log(np.clip(picked, 1e-7, 1.0))))
 
 
-def _scores(head, features, labels, prefix: str) -> dict[str, float]:
-    from kerastl.transfer.linear import _labels
+#: Candidate C values of the probe's cross-validation (kerastl.transfer.linear's grid).
+C_GRID = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
+# Logit of a class the training labels never contain: never predicted.
+_ABSENT_LOGIT = -1e4
 
+
+def fit_probe(features, labels, num_classes: int, *, class_weight=None, seed: int = 0):
+    """``(kernel (D, K), bias (K,), pipeline)``: scaler + ``LogisticRegressionCV``, folded."""
+    linear_model = require("sklearn.linear_model", "sklearn", "head_init='linear_probe'")
+    pipeline_lib = require("sklearn.pipeline", "sklearn", "head_init='linear_probe'")
+    preprocessing = require("sklearn.preprocessing", "sklearn", "head_init='linear_probe'")
+    selection = require("sklearn.model_selection", "sklearn", "head_init='linear_probe'")
+    classes, counts = np.unique(labels, return_counts=True)
+    if len(classes) < 2:
+        raise UserInputError(f"A linear probe needs 2 or more classes; the labels hold {classes}")
+    folds = max(2, min(3, int(counts.min())))
+    probe = linear_model.LogisticRegressionCV(
+        Cs=list(C_GRID), cv=selection.StratifiedKFold(folds, shuffle=True, random_state=seed),
+        max_iter=2000, class_weight=class_weight, scoring="accuracy")
+    pipeline = pipeline_lib.make_pipeline(preprocessing.StandardScaler(), probe)
+    with warnings.catch_warnings():  # scikit-learn 1.8's notices of future defaults
+        warnings.simplefilter("ignore", FutureWarning)
+        pipeline.fit(features, labels)
+    scaler = pipeline.steps[0][1]
+    coef = np.atleast_2d(np.asarray(probe.coef_, np.float64)) / scaler.scale_
+    intercept = np.asarray(probe.intercept_, np.float64) - coef @ scaler.mean_
+    if coef.shape[0] == 1:  # binary: z for classes[1]; logits (0, z) give the same softmax
+        coef, intercept = np.vstack([np.zeros_like(coef), coef]), np.array([0.0, intercept[0]])
+    kernel = np.zeros((coef.shape[1], num_classes))
+    bias = np.full(num_classes, _ABSENT_LOGIT)
+    kernel[:, classes], bias[classes] = coef.T, intercept
+    return kernel, bias, pipeline
+
+
+def _labels(labels) -> np.ndarray:
+    labels = np.asarray(labels)
+    return (labels.argmax(axis=1) if labels.ndim == 2 else labels).astype(np.int64)
+
+
+def _scores(kernel, bias, features, labels, prefix: str) -> dict[str, float]:
     y = _labels(labels)
-    logits = head.logits(features)
+    logits = np.asarray(features, np.float64) @ kernel + bias
     logits -= logits.max(axis=1, keepdims=True)
     probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
     return {f"{prefix}loss": _cross_entropy(probabilities, y),
@@ -81,7 +121,6 @@ def linear_probe_phase(runner) -> None:
     the best weights, then unfreezes for phase 2 as the epoch-based phase 1 does.
     """
     from kerastl.data.features import extract_features
-    from kerastl.transfer.linear import fit_linear_head
 
     model, o = runner.model, runner.o
     backbone, _spec = find_backbone(model)
@@ -95,15 +134,15 @@ def linear_probe_phase(runner) -> None:
         else None
     runner.timings["feature_extraction"] = time.perf_counter() - start
     runner.cached = True
-    head = fit_linear_head(features, labels, kind="logistic", class_weight=o["class_weight"],
-                           num_classes=int(dense.units), seed=DEFAULT_SEED)
-    dense.set_weights([head.weights.astype(dense.kernel.dtype),
-                       head.bias.astype(dense.bias.dtype)])
-    runner.linear_head = head
-    logs = _scores(head, features, labels, "")
+    kernel, bias, pipeline = fit_probe(features, _labels(labels), int(dense.units),
+                                       class_weight=o["class_weight"], seed=DEFAULT_SEED)
+    dense.set_weights([kernel.astype("float32"), bias.astype("float32")])
+    runner.linear_head = pipeline
+    logs = _scores(kernel, bias, features, labels, "")
     if val is not None:
-        logs.update(_scores(head, *val, "val_"))
-    log.info("Phase 1 (linear probe): logistic regression, C=%g by CV; %s", head.C,
+        logs.update(_scores(kernel, bias, *val, "val_"))
+    log.info("Phase 1 (linear probe): logistic regression, C=%g by CV; %s",
+             float(np.ravel(pipeline.steps[-1][1].C_)[0]),
              ", ".join(f"{k}={v:.4f}" for k, v in logs.items()))
     runner.rows.append({"epoch": 1, "phase": 1, **logs})
     runner.best.on_epoch_end(0, logs)

@@ -20,8 +20,8 @@ class FineTuneResult:
         timings: seconds spent per phase and on feature extraction.
         cached_features: whether phase 1 trained on cached backbone features.
         resumed_from: the checkpoint folder this run resumed from, or None.
-        linear_head: with ``head_init="linear_probe"``, the fitted
-            :class:`kerastl.transfer.LinearHead` phase 1 started the head from.
+        linear_head: with ``head_init="linear_probe"``, the fitted scikit-learn
+            pipeline (scaler + ``LogisticRegressionCV``) phase 1 started the head from.
     """
 
     model: keras.Model

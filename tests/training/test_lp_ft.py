@@ -30,14 +30,14 @@ def test_linear_probe_head_predicts_the_logistic_regressions_probabilities():
     val = tf.data.Dataset.from_tensor_slices((x[24:], y[24:])).batch(8)
     model = _model()
     result = ktl.fine_tune(model, train, val, head_init="linear_probe", epochs=0, verbose=0)
-    head = result.linear_head
-    assert head is not None and head.kind == "logistic" and head.cv_scores  # C chosen by CV
+    probe = result.linear_head  # scaler + LogisticRegressionCV (C chosen by CV)
+    assert type(probe.steps[-1][1]).__name__ == "LogisticRegressionCV"
     features, _ = ktl.extract_features(find_backbone(model)[0], (x, y))
-    expected = head.estimator.predict_proba(features)
+    expected = probe.predict_proba(features)
     np.testing.assert_allclose(model.predict(x, verbose=0), expected, atol=1e-4)
     # One phase-1 row: the probe's own scores, which the best-weights restore kept.
     assert result.history["phase"] == [1] and result.cached_features
-    val_accuracy = np.mean(head.estimator.predict(features[24:]) == y[24:])
+    val_accuracy = np.mean(probe.predict(features[24:]) == y[24:])
     assert result.history["val_accuracy"] == [pytest.approx(val_accuracy)]
     assert result.best_val_metrics["val_loss"] == result.history["val_loss"][0]
 
