@@ -40,8 +40,10 @@ from kerastl.errors import (
 if TYPE_CHECKING:
     from kerastl import data, distribute, export, text, tuning
     from kerastl.backbones import BackboneSpec, backbone_spec, build_backbone, list_backbones
+    from kerastl.calibration import CalibrationResult, calibrate
     from kerastl.config import FineTuneConfig
     from kerastl.evaluation import evaluate, predict
+    from kerastl.explain import grad_cam
     from kerastl.export import export_saved_model
     from kerastl.freezing import freeze, layer_groups, trainable_report, unfreeze
     from kerastl.inspection import InspectionReport, inspect
@@ -73,11 +75,14 @@ _NAMES = {
     "kerastl.transfer": ("adapt_batchnorm", "cross_validate", "extract_features",
                          "fit_linear_head"),
     "kerastl.inspection": ("InspectionReport", "inspect"),
+    "kerastl.calibration": ("CalibrationResult", "calibrate"),
+    "kerastl.explain": ("grad_cam",),
 }
 _MODULE_OF = {name: module for module, names in _NAMES.items() for name in names}
 
 __all__ = [
     "BackboneSpec",
+    "CalibrationResult",
     "DataError",
     "FineTuneConfig",
     "FineTuneResult",
@@ -97,6 +102,7 @@ __all__ = [
     "build_classifier",
     "build_regressor",
     "build_text_classifier",
+    "calibrate",
     "cross_validate",
     "data",
     "distribute",
@@ -107,6 +113,7 @@ __all__ = [
     "fine_tune",
     "fit_linear_head",
     "freeze",
+    "grad_cam",
     "inspect",
     "layer_groups",
     "list_backbones",

@@ -46,7 +46,8 @@ def split_options(data_dir: pathlib.Path, requested: str, run_config: dict):
 
 def evaluate(model_or_run, data=None, *, split: str = "auto", batch_size: int = 32,
              output=None, errors: int = 16, max_pixels: int | None = None,
-             run_report: dict | None = None, extra: dict | None = None) -> dict:
+             run_report: dict | None = None, extra: dict | None = None, tta=False,
+             calibrate: bool = False) -> dict:
     """Evaluate a classifier (or a :class:`Run`) on an image or text folder; write a report.
 
     Args:
@@ -57,19 +58,58 @@ def evaluate(model_or_run, data=None, *, split: str = "auto", batch_size: int = 
             ``seed``; else every image), ``"test"``, ``"val"`` or ``"all"``.
         batch_size: images per prediction batch.
         output: report folder (``report.json``, ``confusion_matrix.png``,
-            ``errors.png``); ``None`` writes nothing.
+            ``errors.png``, ``reliability.png``); ``None`` writes nothing.
         errors: images in the errors grid.
         max_pixels: largest image a file may declare (default: the run's).
+        tta: test-time augmentation (images): ``True``/``"flip"`` or ``"crops"``
+            (see :mod:`kerastl.tta`); the metrics are then TTA's and
+            ``report["tta"]`` holds the accuracy without and with it.
+        calibrate: fit a temperature on the run's validation split
+            (:func:`kerastl.calibrate`), evaluate the calibrated model, write
+            ``reliability.png`` into ``output`` and the calibrated model as
+            ``<model>.calibrated.keras`` beside the run's model file;
+            ``report["calibration"]`` holds ``T`` and the ECE/NLL before and after
+            on the fitting split and on the evaluated one.
 
     Returns:
         The evaluation report (``split``, ``metrics``, ``files``...).
     """
-    from kerastl.data.folders import image_folder
-    from kerastl.export.signatures import model_image_size
-    from kerastl.models import contract_of
     from kerastl.reports.evaluate import evaluate_classifier
 
     run = as_run(model_or_run, run_report)
+    dataset, splits, chosen, data_dir = run_dataset(run, data, split, batch_size, max_pixels)
+    model, extra = run.model, dict(extra or {})
+    if calibrate:
+        from kerastl.calibration import calibrate_run, split_calibration
+
+        source = model_or_run if isinstance(model_or_run, str | os.PathLike) else None
+        found = calibrate_run(run, model_file=source if source and os.path.isfile(source)
+                              else None, batch_size=batch_size, max_pixels=max_pixels,
+                              plot_dir=output, plot=output is not None, update_report=False)
+        extra["calibration"] = {**found["record"], "evaluated": {
+            "split": chosen, **split_calibration(model, dataset, found["temperature"])}}
+        model = found["model"]
+    return evaluate_classifier(
+        model, dataset, splits.class_names, output=output, split=chosen, errors=errors,
+        tta=tta, extra={"data_dir": str(data_dir), "kind": run_kind(run),
+                        "skipped_files": [list(s) for s in splits.skipped], **extra})
+
+
+def run_kind(run) -> str:
+    """``"image"`` or ``"text"``: what the run's model takes."""
+    from kerastl.models import contract_of
+
+    return contract_of(run.model)["kind"]
+
+
+def run_dataset(run, data=None, split: str = "auto", batch_size: int = 32,
+                max_pixels: int | None = None):
+    """``(dataset, splits, split, data_dir)``: a split of ``data`` (default: the run's own
+    folder), cut as :func:`evaluate` describes, in a fixed order."""
+    from kerastl.data.folders import image_folder
+    from kerastl.export.signatures import model_image_size
+    from kerastl.models import contract_of
+
     run_config = run.config
     if data is None and not run_config.get("data_dir"):
         raise UserInputError("Give DATA_DIR: the model has no training report.json beside it "
@@ -99,10 +139,7 @@ def evaluate(model_or_run, data=None, *, split: str = "auto", batch_size: int = 
         raise UserInputError(
             f"The model was trained on classes {list(expected)} but {data_dir} has "
             f"{splits.class_names}; evaluate on a folder with the same class subfolders.")
-    return evaluate_classifier(
-        model, dataset, splits.class_names, output=output, split=chosen, errors=errors,
-        extra={"data_dir": str(data_dir), "kind": contract["kind"],
-               "skipped_files": [list(s) for s in splits.skipped], **(extra or {})})
+    return dataset, splits, chosen, data_dir
 
 
 # -- predict -------------------------------------------------------------------
@@ -128,7 +165,7 @@ def prediction_rows(names, outputs: dict, top_k: int, class_names) -> list[dict]
 
 
 def predict(model, images, *, top_k: int = 5, batch_size: int = 32, resize: str | None = None,
-            class_names=None, max_pixels: int | None = None) -> list[dict]:
+            class_names=None, max_pixels: int | None = None, tta=False) -> list[dict]:
     """Predict images with a model, decoding and resizing them as in training.
 
     Args:
@@ -140,6 +177,8 @@ def predict(model, images, *, top_k: int = 5, batch_size: int = 32, resize: str 
         resize: default: the model's own (a task model keeps its training resize).
         class_names: default: the model's own.
         max_pixels: largest image a file may declare.
+        tta: test-time augmentation (images only): ``True``/``"flip"`` averages the
+            image and its mirror, ``"crops"`` adds five resized crops (:mod:`kerastl.tta`).
 
     Returns:
         One row per image, as :func:`prediction_rows`: ``top_k`` classes with
@@ -149,7 +188,9 @@ def predict(model, images, *, top_k: int = 5, batch_size: int = 32, resize: str 
 
     from kerastl.export.signatures import decode_images, model_image_size
     from kerastl.models import contract_of
+    from kerastl.tta import predict_tta, tta_mode
 
+    views = tta_mode(tta)
     if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
         raise UserInputError(f"top_k must be a positive int. Received: top_k={top_k!r}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -157,6 +198,9 @@ def predict(model, images, *, top_k: int = 5, batch_size: int = 32, resize: str 
     model = as_run(model).model
     contract = contract_of(model)
     if contract["kind"] == "text":
+        if views is not None:
+            raise UserInputError("Test-time augmentation flips and crops images; a text model "
+                                 "has none. Leave tta out.")
         return _predict_texts(model, images, contract, top_k, batch_size, class_names)
     size = model_image_size(model)
     names, batches = _prediction_inputs(images, size, max_pixels)
@@ -165,7 +209,8 @@ def predict(model, images, *, top_k: int = 5, batch_size: int = 32, resize: str 
     scores = []
     for batch in batches(batch_size):
         pixels = decode(tf.constant(batch)) if isinstance(batch, list) else batch
-        scores.append(np.asarray(model.predict(pixels, verbose=0), dtype=np.float32))
+        scores.append(predict_tta(model, pixels, views) if views is not None
+                      else np.asarray(model.predict(pixels, verbose=0), dtype=np.float32))
     merged = np.concatenate(scores) if scores else np.zeros((0, int(model.output_shape[-1])))
     key = "predictions" if contract["task"] == "regression" else "probabilities"
     return prediction_rows(names, {key: merged}, top_k, class_names or contract["class_names"])

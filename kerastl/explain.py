@@ -122,7 +122,7 @@ def grad_cam(model, images, class_index=None, *, batch_size: int = 16) -> np.nda
             or a class index out of range.
 
     Example:
-        >>> heatmaps = ktl.explain.grad_cam(model, images)   # (N, H, W)
+        >>> heatmaps = ktl.grad_cam(model, images)   # (N, H, W)
     """
     import tensorflow as tf
 

@@ -37,8 +37,16 @@ def add_parser(subparsers) -> None:
                    help="images per prediction batch (default: %(default)s)")
     p.add_argument("--errors", type=int, default=16,
                    help="images in the errors grid (default: %(default)s)")
+    p.add_argument("--calibrate", action="store_true",
+                   help="fit a temperature on the run's validation split, report the ECE "
+                        "before/after, write reliability.png and the calibrated model as "
+                        "<model>.calibrated.keras beside the model (never replacing it)")
+    p.add_argument("--tta", nargs="?", const="flip", default=None, choices=("flip", "crops"),
+                   help="test-time augmentation: average the image and its mirror (flip, the "
+                        "default), or those and 5 crops of 87.5%% resized back (crops); "
+                        "reports the accuracy without and with it")
     add_max_pixels(p)
-    add_json_flag(p, "split, metrics, files written")
+    add_json_flag(p, "split, metrics, files written, calibration, tta")
     p.set_defaults(func=run)
 
 
@@ -66,13 +74,14 @@ def _is_evaluation_report(path: pathlib.Path) -> bool:
 def _check_output(output: pathlib.Path) -> None:
     """Refuse a report folder that is a file, or holds files evaluate would replace
     that an earlier evaluation did not write (a training report.json, your own plots)."""
+    from kerastl.calibration import RELIABILITY_FILE
     from kerastl.reports.evaluate import CONFUSION_FILE, ERRORS_FILE, REPORT_FILE
 
     if output.exists() and not output.is_dir():
         raise UserInputError(f"--output {output} is a file; evaluate writes a report folder "
                              f"({REPORT_FILE}, {CONFUSION_FILE}, {ERRORS_FILE}) there. Give a "
                              "new or existing folder.")
-    names = (REPORT_FILE, CONFUSION_FILE, ERRORS_FILE)
+    names = (REPORT_FILE, CONFUSION_FILE, ERRORS_FILE, RELIABILITY_FILE)
     present = [n for n in names if (output / n).exists() or (output / n).is_symlink()]
     ours = all((output / n).is_file() and not (output / n).is_symlink() for n in present) and (
         not present or _is_evaluation_report(output / REPORT_FILE))
@@ -105,14 +114,36 @@ def _evaluate(args, summary: dict) -> int:
 
     report = ktl.evaluate(model_path, args.data_dir, split=args.split,
                           batch_size=args.batch_size, output=output, errors=args.errors,
-                          max_pixels=args.max_pixels, extra={"model": str(model_path)})
+                          max_pixels=args.max_pixels, extra={"model": str(model_path)},
+                          calibrate=args.calibrate, tta=args.tta)
     m = report["metrics"]
     what = "texts" if report.get("kind") == "text" else "images"
     print(f"{report['split']} accuracy: {m['accuracy']:.4f} on {m['examples']} {what} "
           f"(macro F1 {m['macro_f1']:.4f})")
+    _print_trust(report)
     for key, path in report["files"].items():
         print(f"  {key:<17}{path}")
     summary.update(command="evaluate", model=str(model_path), data_dir=report["data_dir"],
                    split=report["split"], output=str(output), metrics=scalar_metrics(m),
-                   files=report["files"], skipped_files=len(report["skipped_files"]))
+                   files=report["files"], skipped_files=len(report["skipped_files"]),
+                   calibration=report.get("calibration"), tta=report.get("tta"))
     return 0
+
+
+def _print_trust(report: dict) -> None:
+    """The calibration and TTA lines of ``kerastl evaluate``."""
+    cal = report.get("calibration")
+    if cal:
+        for name, figures in (("val (fit)", cal["val"]),
+                              (cal["evaluated"]["split"], cal["evaluated"])):
+            print(f"{name} ECE: {figures['ece_before']:.4f} -> {figures['ece_after']:.4f}, NLL "
+                  f"{figures['nll_before']:.4f} -> {figures['nll_after']:.4f} "
+                  f"(temperature {cal['temperature']:.3f})")
+        for key, path in cal["files"].items():
+            if path:
+                print(f"  {key:<17}{path}")
+    tta = report.get("tta")
+    if tta:
+        print(f"TTA ({tta['mode']}, {len(tta['views'])} views): accuracy "
+              f"{tta['accuracy_without']:.4f} -> {tta['accuracy_with']:.4f} "
+              f"({tta['gain']:+.4f})")

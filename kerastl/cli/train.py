@@ -169,6 +169,10 @@ def _add_run_flags(p) -> None:
                         "(as kerastl export does)")
     p.add_argument("--export-dir", default=None, metavar="DIR",
                    help=f"export root of --export (default: {DEFAULT_EXPORT_DIR})")
+    p.add_argument("--calibrate", action="store_true",
+                   help="after training, fit a temperature on the validation split: "
+                        "report.json['calibration'] (ECE/NLL before and after), reliability.png "
+                        "and model.calibrated.keras (which --export then exports)")
     p.add_argument("--tensorboard", default=None, metavar="DIR",
                    help="write TensorBoard logs of both phases into DIR "
                         "(keras.callbacks.TensorBoard; view with: tensorboard --logdir DIR)")
@@ -250,9 +254,16 @@ def _train(args, summary: dict) -> int:
         raise UserInputError("--augment has no effect with --mode feature-extraction (each "
                              "image is seen once); leave it out or use --mode fine-tune")
     _check_export_and_tensorboard(args)
+    if args.calibrate and not args.validation_split > 0 and not (data_dir / "val").is_dir():
+        raise UserInputError("--calibrate fits a temperature on the validation split; give "
+                             "--validation-split > 0 or a val/ subfolder")
     run = ktl.train(data_dir, config, output=args.output, overwrite=args.overwrite,
                     strategy=args.strategy, tensorboard=args.tensorboard,
                     backup_dir=args.backup_dir, features_cache=args.features_cache)
+    if args.calibrate and run.path is not None:  # a cluster's non-chief writes nothing
+        from kerastl.calibration import calibrate_run
+
+        calibrate_run(run, batch_size=args.batch_size, max_pixels=args.max_pixels)
     report, mode = run.report, run.report["mode"]
     if mode == "feature-extraction":
         print(f"mode: feature extraction ({report['linear_head']['kind']}, "
@@ -294,7 +305,7 @@ def _export(args, report: dict) -> pathlib.Path | None:
     from kerastl.export import export_saved_model
     from kerastl.loading import load_keras_model
 
-    model = load_keras_model(report["files"]["model"])
+    model = load_keras_model(report["files"].get("calibrated_model") or report["files"]["model"])
     return export_saved_model(model, args.export_dir or DEFAULT_EXPORT_DIR, name=args.export,
                               class_names=report["class_names"])
 
@@ -308,6 +319,12 @@ def _print_summary(report: dict, exported: pathlib.Path | None) -> None:
             break
     if report["skipped_files"]:
         print(f"skipped {len(report['skipped_files'])} unreadable files (listed in report.json)")
+    cal = report.get("calibration")
+    if cal:
+        print(f"calibration: temperature {cal['temperature']:.3f}, val ECE "
+              f"{cal['val']['ece_before']:.4f} -> {cal['val']['ece_after']:.4f}" + (
+                  f", test ECE {cal['test']['ece_before']:.4f} -> {cal['test']['ece_after']:.4f}"
+                  if "test" in cal else ""))
     for key, path in report["files"].items():
         print(f"  {key:<17}{path}")
     if exported is not None:

@@ -90,7 +90,7 @@ def write_errors_grid(dataset, probabilities: np.ndarray, labels: np.ndarray,
 
 def evaluate_classifier(model, dataset, class_names: list[str], *,
                         output: str | os.PathLike | None = None, split: str = "test",
-                        errors: int = 16, extra: dict | None = None) -> dict:
+                        errors: int = 16, extra: dict | None = None, tta=False) -> dict:
     """Evaluate ``model`` on ``dataset``; with ``output``, write report.json and PNGs there.
 
     Args:
@@ -102,6 +102,9 @@ def evaluate_classifier(model, dataset, class_names: list[str], *,
         split: name of the evaluated split, recorded in the report.
         errors: images in the errors grid.
         extra: more keys for the report (``model`` path, ``data`` folder...).
+        tta: test-time augmentation (:mod:`kerastl.tta`: ``True``/``"flip"``,
+            ``"crops"``): the metrics are of the averaged views, and ``report["tta"]``
+            has the accuracy without and with it (one pass: the first view is the image).
 
     Returns:
         The report dict (``metrics``, ``timings``, ``environment``, ``files``...).
@@ -114,9 +117,14 @@ def evaluate_classifier(model, dataset, class_names: list[str], *,
         raise UserInputError(
             f"The model predicts {outputs} classes but the data has {len(class_names)} "
             f"({', '.join(class_names[:10])}). Evaluate on data with the model's classes.")
-    probs, labels, seconds = predict_with_labels(model, dataset)
-    metrics = classification_metrics(probs, labels, class_names)
     report = dict(extra or {})
+    if tta:
+        from kerastl.tta import predict_dataset_tta
+
+        probs, labels, seconds, report["tta"] = predict_dataset_tta(model, dataset, tta)
+    else:
+        probs, labels, seconds = predict_with_labels(model, dataset)
+    metrics = classification_metrics(probs, labels, class_names)
     report.update({
         "split": split,
         "class_names": list(class_names),
