@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -11,6 +12,21 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 import kerastl  # noqa: E402,F401  (registers custom layers before any .keras load)
+
+
+def _freeze_what_lives() -> None:
+    """Move every live object (TensorFlow's ~400k after import) out of the collector's
+    view: a full ``gc.collect()`` (each test's clear_session, kerastl's graph release)
+    then scans only what tests made since, ~0.02 s instead of ~0.4 s per call."""
+    gc.collect()
+    gc.freeze()
+
+
+_freeze_what_lives()
+
+
+def pytest_collection_finish(session):
+    _freeze_what_lives()  # and the test modules' imports (keras_tuner, matplotlib...)
 
 
 @pytest.fixture(autouse=True)
