@@ -1,4 +1,4 @@
-"""Evaluating and predicting with a trained model: ``ktl.evaluate`` and ``ktl.predict``.
+"""Evaluating, calibrating and predicting with a trained model: ``ktl.evaluate``, ``ktl.predict``.
 
 Both read the model's own contract (class names, image size, resize): images
 are decoded and resized exactly as in training, and a run is evaluated on its
@@ -80,7 +80,7 @@ def evaluate(model_or_run, data=None, *, split: str = "auto", batch_size: int = 
     dataset, splits, chosen, data_dir = run_dataset(run, data, split, batch_size, max_pixels)
     model, extra = run.model, dict(extra or {})
     if calibrate:
-        from kerastl.calibration import calibrate_run, split_calibration
+        from kerastl.calibration import split_calibration
 
         source = model_or_run if isinstance(model_or_run, str | os.PathLike) else None
         found = calibrate_run(run, model_file=source if source and os.path.isfile(source)
@@ -140,6 +140,76 @@ def run_dataset(run, data=None, split: str = "auto", batch_size: int = 32,
             f"The model was trained on classes {list(expected)} but {data_dir} has "
             f"{splits.class_names}; evaluate on a folder with the same class subfolders.")
     return dataset, splits, chosen, data_dir
+
+
+# -- calibrate ---------------------------------------------------------------
+
+
+def calibrate_run(run, *, model_file=None, batch_size: int = 32,
+                  max_pixels: int | None = None, plot_dir=None, plot: bool = True,
+                  update_report: bool = True) -> dict:
+    """Calibrate a training run on its own validation split (``kerastl train/evaluate
+    --calibrate``) and write the calibrated model beside the run's model.
+
+    Args:
+        run: a :class:`kerastl.Run`, a run folder or a ``.keras`` path with its
+            training ``report.json`` beside it (it says where the data is).
+        model_file: the ``.keras`` file the calibrated one is written beside
+            (``<name>.calibrated.keras``); default: the run's model file.
+        batch_size: images (or texts) per batch.
+        max_pixels: largest image a file may declare (default: the run's).
+        plot_dir: folder for ``reliability.png``; default: the run's folder.
+        plot: write ``reliability.png`` (before / after).
+        update_report: add ``"calibration"`` to the run's ``report.json``.
+
+    Returns:
+        ``{"temperature", "model" (the calibrated model), "record"}``; ``record`` is what
+        the report keeps: ``T``, the fitting split's figures, the test split's (when the
+        data has ``test/``) and the files written.
+    """
+    from kerastl.calibration import RELIABILITY_FILE, calibrate, calibrated_model_path
+    from kerastl.calibration import split_calibration as figures
+    from kerastl.runs import REPORT_FILE
+    from kerastl.training.run import MODEL_FILE, save_model_atomically
+
+    if model_file is None and isinstance(run, str | os.PathLike) and os.path.isfile(run):
+        model_file = run
+    run = as_run(run)
+    model_file = pathlib.Path(model_file) if model_file else _model_file(run, MODEL_FILE)
+    val, splits, _, data_dir = run_dataset(run, None, "val", batch_size, max_pixels)
+    folder = pathlib.Path(plot_dir) if plot_dir is not None else model_file.parent
+    if plot:
+        folder.mkdir(parents=True, exist_ok=True)
+    result = calibrate(run.model, val, plot=folder / RELIABILITY_FILE if plot else None)
+    saved = save_model_atomically(result.model, calibrated_model_path(model_file))
+    record = {"method": "temperature scaling", "temperature": result.temperature,
+              "fit_split": "val", "data_dir": str(data_dir), "bins": result.bins,
+              "val": {k: v for k, v in result.to_dict().items()
+                      if k not in ("temperature", "bins", "plot")},
+              "files": {"reliability": result.plot, "calibrated_model": str(saved)}}
+    if splits.test is not None:
+        record["test"] = figures(run.model, splits.test, result.temperature)
+    if update_report and (model_file.parent / REPORT_FILE).is_file() and run.report:
+        from kerastl.reports.report import write_json
+
+        report = dict(run.report, calibration=record)
+        report.setdefault("files", {}).update(reliability=result.plot,
+                                              calibrated_model=str(saved))
+        write_json(report, model_file.parent / REPORT_FILE)
+        run.report.clear()
+        run.report.update(report)
+    return {"temperature": result.temperature, "model": result.model, "record": record}
+
+
+def _model_file(run, default_name: str):
+    """The ``.keras`` file of a run (where the calibrated model goes beside it)."""
+    named = run.report.get("files", {}).get("model")
+    if named:
+        return pathlib.Path(named)
+    if run.path is not None and (pathlib.Path(run.path) / default_name).is_file():
+        return pathlib.Path(run.path) / default_name
+    raise UserInputError("Calibrating a run needs its model file (a run folder or a .keras "
+                         "path); for a model in memory use ktl.calibrate(model, val_dataset).")
 
 
 # -- predict -------------------------------------------------------------------

@@ -261,7 +261,7 @@ def _train(args, summary: dict) -> int:
                     strategy=args.strategy, tensorboard=args.tensorboard,
                     backup_dir=args.backup_dir, features_cache=args.features_cache)
     if args.calibrate and run.path is not None:  # a cluster's non-chief writes nothing
-        from kerastl.calibration import calibrate_run
+        from kerastl.evaluation import calibrate_run
 
         calibrate_run(run, batch_size=args.batch_size, max_pixels=args.max_pixels)
     report, mode = run.report, run.report["mode"]
