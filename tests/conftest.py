@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import os
+from collections import Counter
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -27,6 +28,46 @@ _freeze_what_lives()
 
 def pytest_collection_finish(session):
     _freeze_what_lives()  # and the test modules' imports (keras_tuner, matplotlib...)
+
+
+#: The longest files, longest first (seconds in a full two-worker run on 2 cores):
+#: pytest-xdist (``--dist loadfile``) hands whole files out in collection order, so
+#: starting these first leaves only short files for the end, and neither worker idles
+#: while the other finishes a long file (xdist's own order, most tests first, put the
+#: one-test files of 80-100 s last).
+SLOWEST_FILES = (
+    "cli/test_hostile_sweep.py",  # 447
+    "distribute/test_strategies.py",  # 308
+    "training/test_fine_tune.py",  # 217
+    "cli/test_cli.py",  # 190
+    "backbones/test_registry.py",  # 169
+    "export/test_real_weights.py",  # 106 (one test)
+    "distribute/test_fault_tolerance.py",  # 82 (one test)
+    "export/test_consumers.py",  # 72 for its fixture alone
+    "distribute/test_cli_multi_worker.py",  # 73 (one test)
+)
+
+
+def pytest_configure(config):
+    if hasattr(config.option, "loadscopereorder"):  # pytest-xdist: keep the order below
+        config.option.loadscopereorder = False
+
+
+def pytest_collection_modifyitems(config, items):
+    """Order files: SLOWEST_FILES first, then the rest by number of tests, most first.
+
+    Within a file the order is unchanged, and a file's tests stay together."""
+    def file_of(item) -> str:
+        return item.nodeid.split("::", 1)[0]
+
+    counts = Counter(file_of(item) for item in items)
+    rank = {f"tests/{name}": i for i, name in enumerate(SLOWEST_FILES)}
+
+    def key(item):
+        path = file_of(item)
+        return rank.get(path, len(rank)), -counts[path], path
+
+    items.sort(key=key)
 
 
 @pytest.fixture(autouse=True)
