@@ -85,8 +85,10 @@ def fit_probe(features, labels, num_classes: int, *, class_weight=None, seed: in
         Cs=list(C_GRID), cv=selection.StratifiedKFold(folds, shuffle=True, random_state=seed),
         max_iter=2000, class_weight=class_weight, scoring="accuracy")
     pipeline = pipeline_lib.make_pipeline(preprocessing.StandardScaler(), probe)
-    with warnings.catch_warnings():  # scikit-learn 1.8's notices of future defaults
-        warnings.simplefilter("ignore", FutureWarning)
+    threads = require("threadpoolctl", "sklearn", "head_init='linear_probe'")
+    # one BLAS thread: on small problems more only wait (see kerastl/transfer/linear.py)
+    with warnings.catch_warnings(), threads.threadpool_limits(1, user_api="blas"):
+        warnings.simplefilter("ignore", FutureWarning)  # scikit-learn 1.8's future defaults
         pipeline.fit(features, labels)
     scaler = pipeline.steps[0][1]
     coef = np.atleast_2d(np.asarray(probe.coef_, np.float64)) / scaler.scale_
