@@ -114,17 +114,18 @@ def test_learns_the_toy_problem():
 
 def test_argument_errors():
     train, _, _ = _data()
+    model = _model()  # every call is refused before it trains: one model serves them all
     with pytest.raises(ValueError, match="head_epochs must be an int >= 0"):
-        ktl.fine_tune(_model(), train, head_epochs=-1)
+        ktl.fine_tune(model, train, head_epochs=-1)
     with pytest.raises(ValueError, match="Nothing to do"):
-        ktl.fine_tune(_model(), train, head_epochs=0, epochs=0)
+        ktl.fine_tune(model, train, head_epochs=0, epochs=0)
     with pytest.raises(ValueError, match="cache_features must be"):
-        ktl.fine_tune(_model(), train, cache_features="yes", verbose=0)
+        ktl.fine_tune(model, train, cache_features="yes", verbose=0)
     with pytest.raises(ValueError, match="Unknown optimizer 'adamax'"):
-        ktl.fine_tune(_model(), train, optimizer="adamax", verbose=0)
+        ktl.fine_tune(model, train, optimizer="adamax", verbose=0)
     images_only = tf.data.Dataset.from_tensor_slices(np.zeros((4, 32, 32, 3), "float32"))
     with pytest.raises(ValueError, match=r"\(images, labels\)"):
-        ktl.fine_tune(_model(), images_only.batch(2), verbose=0)
+        ktl.fine_tune(model, images_only.batch(2), verbose=0)
 
 
 @pytest.mark.weights
