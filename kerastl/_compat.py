@@ -112,6 +112,19 @@ def own_trainable_variables(layer) -> list:
     return list(_attr(layer, "_trainable_variables", "Layer._trainable_variables"))
 
 
+def model_loss_tracker(model):
+    """The ``keras.metrics.Mean`` behind the ``loss`` a compiled ``model`` logs.
+
+    Wraps Keras 3's private ``Trainer._loss_tracker`` (Keras 3.0-3.15; set by
+    ``compile``): a custom ``train_step`` (:mod:`kerastl.training.micro_batch`)
+    updates it as Keras' own step does.
+    """
+    tracker = _attr(model, "_loss_tracker", "Trainer._loss_tracker")
+    if tracker is None:
+        raise _missing("Trainer._loss_tracker")
+    return tracker
+
+
 # -- Keras: optimizers ---------------------------------------------------------------
 
 

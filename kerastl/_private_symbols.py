@@ -60,6 +60,9 @@ PRIVATE_SYMBOLS: dict[str, PrivateSymbol] = {
     "Layer._trainable_variables": _s(
         "keras", _K_LAYER, "_trainable_variables", "attribute", "own_trainable_variables",
         "training/gradual", "training/discriminative"),
+    "Trainer._loss_tracker": _s(
+        "keras", "keras.Model", "_loss_tracker", "attribute", "model_loss_tracker",
+        "training/micro_batch"),
     "Optimizer._var_key": _s(
         "keras", _K_OPT, "_var_key", "method", "optimizer_var_key", "training/gradual"),
     "Optimizer._trainable_variables_indices": _s(

@@ -87,8 +87,8 @@ class FineTuneConfig:
             (``{"groups": 2}``...; default: the whole backbone, BatchNorm frozen).
         optimizer, weight_decay, momentum, schedule, warmup, patience,
         label_smoothing, l2, layerwise_lr_decay, gradual_unfreeze_every,
-        cache_features, mixed_precision, head_init, regularization, l2_sp: as in
-        :func:`kerastl.fine_tune`.
+        cache_features, mixed_precision, head_init, regularization, l2_sp,
+        micro_batch_size: as in :func:`kerastl.fine_tune`.
     Run (:func:`kerastl.train`):
         mode: ``"fine-tune"``, ``"feature-extraction"`` (frozen features and a
             linear classifier) or ``"auto"`` (chosen from the images per class).
@@ -99,8 +99,8 @@ class FineTuneConfig:
     Resuming (``backup_dir``): a checkpoint records every field the training
     received (:func:`resume_fingerprint`) and a run with another value is
     refused, except for the fields marked resume-neutral (``max_pixels``,
-    ``mode``, ``classifier``, ``C``: they do not change a fine-tuning run's
-    training). Options that are not fields (output folder, verbosity,
+    ``micro_batch_size``, ``mode``, ``classifier``, ``C``: they do not change a
+    fine-tuning run's training). Options that are not fields (output folder, verbosity,
     callbacks) never count.
     """
 
@@ -141,6 +141,8 @@ class FineTuneConfig:
     head_init: str = "random"
     regularization: str | None = None
     l2_sp: float = 1e-3
+    # the same update in smaller pieces: memory and speed only, so a resumed run may change it
+    micro_batch_size: Any = _neutral("auto")
 
     mode: str = _neutral("fine-tune")  # a resumed run is fine-tuning whichever chose it
     classifier: str = _neutral("logistic")  # feature extraction only (never resumed)
@@ -193,7 +195,7 @@ FINE_TUNE_FIELDS = ("head_epochs", "epochs", "learning_rate", "fine_tune_learnin
                     "unfreeze", "optimizer", "weight_decay", "momentum", "schedule", "warmup",
                     "patience", "label_smoothing", "l2", "layerwise_lr_decay",
                     "gradual_unfreeze_every", "cache_features", "mixed_precision",
-                    "lora_rank", "head_init", "regularization", "l2_sp")
+                    "lora_rank", "head_init", "regularization", "l2_sp", "micro_batch_size")
 
 
 
@@ -339,11 +341,37 @@ def _validate(c: FineTuneConfig) -> None:
     _choice("head_init", c.head_init, HEAD_INITS)
     _choice("regularization", c.regularization, REGULARIZATIONS, optional=True)
     _positive("l2_sp", c.l2_sp)
+    check_micro_batch_size(c.micro_batch_size, c.unfreeze)
     _choice("mode", c.mode, MODES)
     _choice("classifier", c.classifier, CLASSIFIERS)
     _positive("C", c.C, optional=True)
     if not isinstance(c.deterministic, bool) or not isinstance(c.lr_find, bool):
         raise UserInputError("deterministic and lr_find must be True or False.")
+
+
+#: The error of a micro-batch size given while BatchNorm trains.
+MICRO_BATCH_BN_MESSAGE = (
+    "micro_batch_size splits each batch into pieces whose gradients are summed, which is "
+    "exact only while BatchNorm is frozen; with train_bn=True each piece would get its own "
+    "batch statistics. Use train_bn=False, or micro_batch_size=None (whole batches).")
+
+
+def check_micro_batch_size(value, unfreeze=None) -> None:
+    """``micro_batch_size``: ``"auto"``, ``None`` or ``0`` (off), or an int >= 1.
+
+    An int >= 1 with ``unfreeze={"train_bn": True}`` is refused (``"auto"`` is then off).
+
+    Raises:
+        UserInputError: anything else, naming what was received.
+    """
+    if _is_int(value) and value >= 1 and (unfreeze or {}).get("train_bn"):
+        raise UserInputError(f"{MICRO_BATCH_BN_MESSAGE} Received: micro_batch_size={value!r}")
+    if value is None or (isinstance(value, str) and value == "auto") or (
+            _is_int(value) and value >= 0):
+        return
+    raise UserInputError("micro_batch_size must be 'auto', an int >= 1 (examples per forward/"
+                         "backward pass of a training step), or None or 0 (off). "
+                         f"Received: micro_batch_size={value!r}")
 
 
 def _check_unfreeze(unfreeze) -> None:

@@ -303,10 +303,22 @@ def check_dataset_inputs(tmp_path):
     assert _compat.dataset_inputs(object()) == []
 
 
+def check_loss_tracker(tmp_path):
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    tracker = _compat.model_loss_tracker(model)
+    assert isinstance(tracker, keras.metrics.Mean) and tracker.name == "loss"
+    model.fit(np.ones((4, 2), "float32"), np.zeros((4, 1), "float32"), verbose=0)
+    assert float(tracker.result()) > 0  # what fit logs as "loss"
+    with pytest.raises(_compat.PrivateAPIMissing, match="_loss_tracker"):
+        _compat.model_loss_tracker(keras.Sequential([keras.Input((2,))]))
+
+
 CHECKS = {
     "DatasetV2._inputs": check_dataset_inputs,
     "Layer._flatten_layers": check_flatten_layers,
     "Layer._trainable_variables": check_trainable_variables,
+    "Trainer._loss_tracker": check_loss_tracker,
     "Optimizer._var_key": check_var_key,
     "Optimizer._trainable_variables_indices": check_trainable_variables_indices,
     "Optimizer._get_variable_index": check_get_variable_index,
@@ -361,7 +373,8 @@ def test_a_moved_symbol_fails_loudly_naming_it():
 _PRIVATE_USE = re.compile(
     r"\._flatten_layers\b|\._trainable_variables\b|\._var_key\b|_trainable_variables_indices"
     r"|\._get_variable_index\b|\._get_current_learning_rate\b|\._use_weight_decay\b"
-    r"|\._distribution_strategy\b|__internal__|keras_tuner\.src|tensorflow\.python"
+    r"|\._distribution_strategy\b|\._loss_tracker\b|__internal__|keras_tuner\.src"
+    r"|tensorflow\.python"
     r"|\._is_worker\b|\._get_tuner_fname\b|\._get_checkpoint_fname\b|\._get_oracle_fname\b"
     r"|\._get_trial_dir\b|keras\.src\b|\._inputs\(")
 

@@ -124,6 +124,12 @@ def _add_phase_flags(p) -> None:
                         "(e.g. 1e-3; default: none)")
     p.add_argument("--label-smoothing", type=float, default=DEFAULTS["label_smoothing"],
                    help="label smoothing (needs one-hot labels, e.g. MixUp augmentation)")
+    p.add_argument("--micro-batch-size", default=DEFAULTS["micro_batch_size"], metavar="N",
+                   help="phase 2: run each batch's forward/backward pass N images at a time "
+                        "and sum the gradients into one step (the same update with BatchNorm "
+                        "frozen, less memory); auto: from the backbone's activation size "
+                        "(8 for efficientnet_lite0 at 224 px, off when small); none or 0: "
+                        "whole batches (default: %(default)s)")
 
 
 def _add_run_flags(p) -> None:
@@ -218,7 +224,19 @@ def config_from_args(args):
         C=args.C, lr_find=args.lr_find, task=args.task,
         sequence_length=args.sequence_length, lora_rank=args.lora_rank,
         head_init=args.head_init, regularization=None if args.l2_sp is None else "l2_sp",
-        l2_sp=_DEFAULTS.l2_sp if args.l2_sp is None else args.l2_sp)
+        l2_sp=_DEFAULTS.l2_sp if args.l2_sp is None else args.l2_sp,
+        micro_batch_size=micro_batch_option(args.micro_batch_size))
+
+
+def micro_batch_option(text: str):
+    """``--micro-batch-size``: ``auto``, ``none``/``off`` (None) or an int; anything else is
+    passed on as it is, for :class:`kerastl.FineTuneConfig` to refuse with its message."""
+    value = str(text).strip().lower()
+    if value in ("none", "off"):
+        return None
+    if value.lstrip("-").isdigit():
+        return int(value)
+    return value if value == "auto" else text
 
 
 def _train(args, summary: dict) -> int:

@@ -25,6 +25,7 @@ import tensorflow as tf
 
 from kerastl import distribute
 from kerastl.errors import UserInputError
+from kerastl.training.micro_batch import accumulate, slice_batch
 
 log = logging.getLogger(__name__)
 
@@ -72,10 +73,13 @@ class StrategyTrainer:
         metrics: Keras metrics (objects or names); copies are updated.
         class_weight: optional ``{class index: weight}`` for integer labels.
         jit_compile: compile the forward/backward pass with XLA.
+        micro_batch_size: run each replica's forward/backward pass this many
+            examples at a time, summing the gradients into one step
+            (:mod:`kerastl.training.micro_batch`); ``None``: whole batches.
     """
 
     def __init__(self, model, strategy, *, loss, metrics=None, class_weight=None,
-                 jit_compile=None):
+                 jit_compile=None, micro_batch_size=None):
         if model.optimizer is None:
             raise UserInputError("StrategyTrainer needs a compiled model (model.compile(...)).")
         self.model, self.strategy = model, strategy
@@ -90,6 +94,7 @@ class StrategyTrainer:
             n = max(class_weight) + 1
             self.class_weight = tf.constant([float(class_weight.get(i, 1.0)) for i in range(n)])
         self.jit_compile = bool(jit_compile)
+        self.micro_batch_size = micro_batch_size or None
         self._train_fn = self._make_step(training=True)
         self._val_fn = self._make_step(training=False)
 
@@ -105,18 +110,21 @@ class StrategyTrainer:
         model, strategy = self.model, self.strategy
         optimizer = model.optimizer
 
-        def forward_backward(x, y, n_global):
+        def forward_backward(x, y, n_global, share=1.0):
+            # share: this piece's fraction of the replica's batch (micro-batching)
             with tf.GradientTape() as tape:
                 pred = model(x, training=True)
                 loss = self._weighted_sum(y, pred) / n_global
                 if model.losses:
-                    loss += tf.add_n(model.losses) / strategy.num_replicas_in_sync
+                    loss += share * tf.add_n(model.losses) / strategy.num_replicas_in_sync
                 scaled = optimizer.scale_loss(loss) if hasattr(optimizer, "scale_loss") else loss
             grads = tape.gradient(scaled, model.trainable_variables)
             return loss, pred, grads
 
         if self.jit_compile:
             forward_backward = tf.function(forward_backward, jit_compile=True)
+        if self.micro_batch_size:
+            forward_backward = self._in_pieces(forward_backward)
 
         def replica_step(x, y):
             ctx = tf.distribute.get_replica_context()
@@ -146,6 +154,24 @@ class StrategyTrainer:
             return loss, count
 
         return step
+
+    def _in_pieces(self, forward_backward):
+        """``forward_backward`` over pieces of ``micro_batch_size``: the same loss, predictions
+        and summed gradients, one piece's activations alive at a time."""
+        variables = self.model.trainable_variables
+
+        def in_pieces(x, y, n_global):
+            def piece(start, stop, share):
+                loss, pred, grads = forward_backward(slice_batch(x, start, stop),
+                                                     slice_batch(y, start, stop), n_global, share)
+                return grads, [tf.reshape(loss, [1]), tf.cast(pred, tf.float32)]
+
+            n = tf.shape(tf.nest.flatten(x)[0])[0]
+            grads, (losses, pred) = accumulate(n, self.micro_batch_size, piece,
+                                               variables, collect=(tf.float32, tf.float32))
+            return tf.reduce_sum(losses), pred, grads
+
+        return in_pieces
 
     # -- epochs ------------------------------------------------------------
     def _distribute(self, dataset):

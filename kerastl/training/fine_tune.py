@@ -18,7 +18,7 @@ import tensorflow as tf
 
 from kerastl import distribute
 from kerastl._compat import flatten_layers
-from kerastl.config import DEFAULTS, HEAD_INITS, REGULARIZATIONS
+from kerastl.config import DEFAULTS, HEAD_INITS, REGULARIZATIONS, check_micro_batch_size
 from kerastl.errors import UserInputError
 from kerastl.freezing import find_backbone
 from kerastl.training.optimizers import OPTIMIZERS as _OPTIMIZERS  # noqa: F401  (former name)
@@ -61,7 +61,8 @@ def fine_tune(model: keras.Model, train: tf.data.Dataset, val: tf.data.Dataset |
               lora_rank: int | None = DEFAULTS.lora_rank,
               head_init: str = DEFAULTS.head_init,
               regularization: str | None = DEFAULTS.regularization,
-              l2_sp: float = DEFAULTS.l2_sp) -> FineTuneResult:
+              l2_sp: float = DEFAULTS.l2_sp,
+              micro_batch_size: int | str | None = DEFAULTS.micro_batch_size) -> FineTuneResult:
     # Every default above is kerastl.FineTuneConfig's (kerastl/config.py), defined once.
     """Fine-tune ``model`` in two phases and return the best weights.
 
@@ -152,6 +153,16 @@ def fine_tune(model: keras.Model, train: tf.data.Dataset, val: tf.data.Dataset |
             their values when phase 2 starts (kept in checkpoints; removed from
             the model at the end). Not with ``gradual_unfreeze_every``.
         l2_sp: the L2-SP factor (> 0) of ``regularization="l2_sp"``.
+        micro_batch_size: phase 2 (the backward pass through the backbone):
+            each batch's forward and backward pass runs this many examples at a
+            time and their gradients are summed, weighted by their share of the
+            batch, into one optimizer step: the same update with BatchNorm
+            frozen, in a fraction of the memory (see
+            :mod:`kerastl.training.micro_batch`). ``"auto"`` (default) picks a
+            size from an estimate of the backbone's activations per example
+            (8 for EfficientNet-Lite0 at 224 px, off at small sizes, on an
+            accelerator and with ``train_bn=True``); ``None`` or ``0``: whole
+            batches. An int with ``train_bn=True`` is an error (not exact).
 
     Returns:
         A :class:`FineTuneResult`.
@@ -176,6 +187,7 @@ def fine_tune(model: keras.Model, train: tf.data.Dataset, val: tf.data.Dataset |
     if (isinstance(l2_sp, bool) or not isinstance(l2_sp, (int, float))
             or not (math.isfinite(l2_sp) and l2_sp > 0)):
         raise UserInputError(f"l2_sp must be a finite number > 0. Received: l2_sp={l2_sp!r}")
+    check_micro_batch_size(micro_batch_size, unfreeze)
     if head_epochs + epochs == 0 and head_init != "linear_probe":
         raise UserInputError("Nothing to do: head_epochs and epochs are both 0.")
     if patience is not None and (isinstance(patience, bool) or not isinstance(patience, int)
@@ -216,6 +228,7 @@ def fine_tune(model: keras.Model, train: tf.data.Dataset, val: tf.data.Dataset |
                    backup_dir=backup_dir, jit_compile=jit_compile, loop=training_loop,
                    momentum=momentum, l2=l2, mixed_precision=mixed_precision,
                    head_init=head_init, regularization=regularization, l2_sp=l2_sp,
+                   micro_batch_size=micro_batch_size,
                    **_schedule_options(schedule, warmup, layerwise_lr_decay,
                                        gradual_unfreeze_every, unfreeze or {}, backup_dir,
                                        training_loop))

@@ -15,6 +15,7 @@ import os
 import time
 
 import keras
+import tensorflow as tf
 
 from kerastl import distribute
 from kerastl._compat import flatten_layers
@@ -34,6 +35,7 @@ from kerastl.training.discriminative import discriminative_optimizer
 from kerastl.training.distributed import StrategyTrainer
 from kerastl.training.gradual import GradualUnfreezing
 from kerastl.training.lp_ft import attach_l2_sp, linear_probe_phase
+from kerastl.training.micro_batch import micro_batching, resolve_micro_batch_size
 from kerastl.training.optimizers import default_loss_and_metrics, make_optimizer
 from kerastl.training.phase_steps import (
     _batch_size,
@@ -248,18 +250,32 @@ class TwoPhases:
                 restore_optimizer(target.optimizer, target.trainable_variables,
                                   found.arrays["optimizer"])
 
-    def fit(self, target, train, val, initial_epoch, epochs, callbacks):
+    def fit(self, target, train, val, initial_epoch, epochs, callbacks, micro_batch=None):
         self._replay_order(train)
         if self.o["loop"] == "custom":
             StrategyTrainer(target, self.strategy, loss=self.loss, metrics=self.metrics,
                             class_weight=self.o["class_weight"],
-                            jit_compile=self.o["jit_compile"]).fit(
+                            jit_compile=self.o["jit_compile"],
+                            micro_batch_size=micro_batch).fit(
                 train, val, initial_epoch=initial_epoch, epochs=epochs, callbacks=callbacks,
                 verbose=self.o["verbose"])
             return
-        target.fit(train, validation_data=val, initial_epoch=initial_epoch, epochs=epochs,
-                   verbose=self.o["verbose"], callbacks=callbacks,
-                   class_weight=self.o["class_weight"], shuffle=False)
+        with micro_batching(target, micro_batch):
+            target.fit(train, validation_data=val, initial_epoch=initial_epoch, epochs=epochs,
+                       verbose=self.o["verbose"], callbacks=callbacks,
+                       class_weight=self.o["class_weight"], shuffle=False)
+
+    def _micro_batch(self, model) -> int | None:
+        """Phase 2's micro-batch size per replica (``micro_batch_size``), or None."""
+        value = self.o.get("micro_batch_size")
+        if value is None or value == 0:
+            return None
+        order = epoch_order(self.train)
+        first = tf.nest.flatten(self.train.element_spec[0])[0]  # images, or a text dict's first
+        batch = order["batch_size"] if order else first.shape[0]
+        if batch is not None and self.strategy is not None:  # the global batch is split
+            batch = -(-int(batch) // self.strategy.num_replicas_in_sync)
+        return resolve_micro_batch_size(value, model, batch)
 
     def run(self) -> FineTuneResult:
         found = self._resume()
@@ -364,5 +380,6 @@ class TwoPhases:
         if not (found and found.state.get("stopped")):
             self.fit(model, self.train, self.val, len(self.rows),
                      self.phase1_epochs + o["epochs"],
-                     self.callbacks(2, found.state["early_stopping"] if found else None))
+                     self.callbacks(2, found.state["early_stopping"] if found else None),
+                     micro_batch=self._micro_batch(model))
         self.timings["phase2"] = time.perf_counter() - start
