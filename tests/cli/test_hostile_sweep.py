@@ -15,7 +15,7 @@ mount; elsewhere they are skipped with the reason. The SIGKILL tests (slow) kill
 ``kerastl train``, ``export`` and ``tune`` at a seeded random point of their run
 (``KERASTL_SWEEP_SEED``, default 0) and check that nothing written before changed
 (sha256), that no incomplete version folder is visible, and that the next run
-succeeds.
+(in this process: the kill is the subprocess's) succeeds.
 """
 
 from __future__ import annotations
@@ -498,12 +498,12 @@ class _Hung(BaseException):
     """Raised by the alarm: not an Exception, so the CLI's handlers let it through."""
 
 
-def _call(argv: list[str]) -> int:
+def _call(argv: list[str], timeout_s: int = CASE_TIMEOUT_S) -> int:
     def alarm(signum, frame):
-        raise _Hung(f"kerastl {' '.join(argv)} ran over {CASE_TIMEOUT_S} s")
+        raise _Hung(f"kerastl {' '.join(argv)} ran over {timeout_s} s")
 
     previous = signal.signal(signal.SIGALRM, alarm)
-    signal.alarm(CASE_TIMEOUT_S)
+    signal.alarm(timeout_s)
     try:
         return main(argv)
     except SystemExit as exit_:  # argparse's usage errors
@@ -583,6 +583,16 @@ def _kill_during(cwd: Path, duration: float, *argv, seed_offset: int = 0) -> str
     return f"seed {seed}: {'killed' if killed else 'had ended'} after {delay:.1f} of {duration:.1f} s"
 
 
+def _rerun(cwd: Path, capsys, monkeypatch, *argv) -> tuple[int, str]:
+    """Run ``kerastl argv`` from ``cwd`` in this process: the runs after a kill, whose
+    point is what the killed process left on disk (the process boundary is the killed
+    run's), without another TensorFlow start-up."""
+    monkeypatch.chdir(cwd)
+    capsys.readouterr()
+    code = _call([str(a) for a in argv], timeout_s=600)  # as long as _finish waits
+    return code, capsys.readouterr().err
+
+
 def _loads(model_file: Path) -> None:
     with zipfile.ZipFile(model_file) as archive:
         assert archive.testzip() is None
@@ -590,7 +600,7 @@ def _loads(model_file: Path) -> None:
 
 
 @pytest.mark.slow
-def test_train_killed_at_a_random_point(tmp_path):
+def test_train_killed_at_a_random_point(tmp_path, capsys, monkeypatch):
     data = _images(tmp_path / "data")
     command = ["train", "data", "--backbone", "mobilenet_v2", "--weights", "none",
                "--image-size", "32", "--batch-size", "4", "--head-epochs", "1", "--epochs", "1"]
@@ -603,7 +613,7 @@ def test_train_killed_at_a_random_point(tmp_path):
     finished = (killed / "model.keras").exists()
     if finished:  # saved before the kill: complete, never half a file
         _loads(killed / "model.keras")
-    code, err = _finish(_kerastl(tmp_path, *command, "--output", "runs/killed"))
+    code, err = _rerun(tmp_path, capsys, monkeypatch, *command, "--output", "runs/killed")
     if finished:
         assert code == 2 and "already holds a trained model" in err, (when, err)
     else:
@@ -612,11 +622,11 @@ def test_train_killed_at_a_random_point(tmp_path):
         json.loads((killed / "report.json").read_text())
     assert not [p for p in killed.iterdir() if p.name.startswith(".kerastl-tmp")], when
     # and a run choosing its own folder in the same place
-    assert _finish(_kerastl(tmp_path, *command))[0] == 0, when
+    assert _rerun(tmp_path, capsys, monkeypatch, *command)[0] == 0, when
 
 
 @pytest.mark.slow
-def test_export_killed_at_a_random_point(tmp_path):
+def test_export_killed_at_a_random_point(tmp_path, capsys, monkeypatch):
     from kerastl.export import saved_model
 
     tiny_classifier(num_classes=2).save(tmp_path / "pets.keras")
@@ -642,7 +652,7 @@ def test_export_killed_at_a_random_point(tmp_path):
     versions = complete_versions()
     assert versions in ([1], [1, 2]), (when, versions)
     _check_models_config(tmp_path / "SM")
-    code, err = _finish(_kerastl(tmp_path, *command))
+    code, err = _rerun(tmp_path, capsys, monkeypatch, *command)
     assert code == 0, (when, err)
     assert complete_versions() == versions + [versions[-1] + 1], when
     _check_models_config(tmp_path / "SM")
@@ -658,7 +668,7 @@ def _check_models_config(base: Path) -> None:
 
 
 @pytest.mark.slow
-def test_tune_killed_at_a_random_point(tmp_path):
+def test_tune_killed_at_a_random_point(tmp_path, capsys, monkeypatch):
     data = _images(tmp_path / "data")
     w = W(SimpleNamespace(data=data), tmp_path)
     config = tune_config(w, max_trials=2, directory="tuning", project_name="killed")
@@ -670,7 +680,7 @@ def test_tune_killed_at_a_random_point(tmp_path):
     before = [_sha_tree(p) for p in planted]
     when = _kill_during(tmp_path, duration, "tune", config, seed_offset=2)
     assert [_sha_tree(p) for p in planted] == before, when
-    code, err = _finish(_kerastl(tmp_path, "tune", config))  # resumes the killed search
+    code, err = _rerun(tmp_path, capsys, monkeypatch, "tune", config)  # resumes the killed search
     assert code == 0, (when, err)
     assert (tmp_path / "tuning" / "killed" / "results.csv").is_file(), when
     assert [_sha_tree(p) for p in planted] == before, when
