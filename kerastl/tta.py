@@ -66,16 +66,15 @@ def tta_views(images, mode: str = "flip") -> list:
     return views
 
 
+def _outputs(model, view) -> np.ndarray:
+    """``model``'s outputs on one view, through its compiled predict step (float64)."""
+    return np.asarray(model.predict_on_batch(view), dtype=np.float64)
+
+
 def predict_tta(model, images, mode="flip") -> np.ndarray:
     """The mean of ``model``'s outputs over the views of one batch of ``images``."""
-    import keras
-
-    views = tta_views(images, mode)
-    total = None
-    for view in views:
-        out = np.asarray(keras.ops.convert_to_numpy(model(view, training=False)), np.float64)
-        total = out if total is None else total + out
-    return (total / len(views)).astype(np.float32)
+    outputs = [_outputs(model, view) for view in tta_views(images, mode)]
+    return (sum(outputs) / len(outputs)).astype(np.float32)
 
 
 def predict_dataset_tta(model, dataset, tta="flip") -> tuple[np.ndarray, np.ndarray, float, dict]:
@@ -85,8 +84,6 @@ def predict_dataset_tta(model, dataset, tta="flip") -> tuple[np.ndarray, np.ndar
     first view, from the same pass) and with the views averaged, and the gain.
     """
     import time
-
-    import keras
 
     mode = tta_mode(tta)
     if mode is None:
@@ -99,8 +96,7 @@ def predict_dataset_tta(model, dataset, tta="flip") -> tuple[np.ndarray, np.ndar
         if getattr(batch[0], "dtype", None) == "string":
             raise UserInputError("Test-time augmentation flips and crops images; a text "
                                  "model has none. Leave --tta out.")
-        outputs = [np.asarray(keras.ops.convert_to_numpy(model(view, training=False)),
-                              np.float64) for view in tta_views(batch[0], mode)]
+        outputs = [_outputs(model, view) for view in tta_views(batch[0], mode)]
         plain.append(outputs[0].astype(np.float32))
         averaged.append((sum(outputs) / len(outputs)).astype(np.float32))
         labels.append(np.asarray(batch[1]))
