@@ -109,3 +109,23 @@ def test_cli_writes_overlays(corner_model, tmp_path, capsys):
     assert main(["explain", str(tmp_path / "missing.keras"), str(files[0]),
                  "--output", str(out)]) == 2
     assert "missing.keras" in capsys.readouterr().err
+
+
+def test_errors_grid_carries_grad_cam(corner_model, tmp_path, caplog):
+    import tensorflow as tf
+
+    from kerastl.reports.evaluate import _with_grad_cam, write_errors_grid
+
+    images, labels = corner_images(8, seed=6)
+    wrong = 1 - labels  # every confident answer is now an error
+    data = tf.data.Dataset.from_tensor_slices((images, wrong)).batch(4)
+    probs = corner_model.predict(images, verbose=0)
+    path = write_errors_grid(data, probs, wrong, ["tl", "br"], tmp_path / "errors.png",
+                             count=4, model=corner_model)
+    assert path == str(tmp_path / "errors.png")
+    blended, explained = _with_grad_cam(corner_model, images[:2], probs[:2].argmax(1))
+    assert explained and blended.dtype == np.uint8 and not np.array_equal(blended, images[:2])
+    dense = keras.Sequential([keras.Input((SIZE, SIZE, 3)), keras.layers.Flatten(),
+                              keras.layers.Dense(2, activation="softmax", name="predictions")])
+    same, explained = _with_grad_cam(dense, images[:2], np.zeros(2, int))
+    assert not explained and np.array_equal(same, images[:2])

@@ -68,8 +68,12 @@ def images_at(dataset, indices: list[int], labels: np.ndarray) -> np.ndarray | N
 
 def write_errors_grid(dataset, probabilities: np.ndarray, labels: np.ndarray,
                       class_names: list[str], path: str | os.PathLike, *,
-                      count: int = 16) -> str | None:
+                      count: int = 16, model=None) -> str | None:
     """Plot the ``count`` most confidently wrong images of ``dataset`` (same order as predicted).
+
+    With the ``model`` that predicted them, each image carries its Grad-CAM heatmap of the
+    (wrongly) predicted class (:func:`kerastl.grad_cam`), when the backbone has a
+    convolutional feature map; plain images otherwise.
 
     Returns:
         The PNG path, or None when the dataset's order is not reproducible.
@@ -83,9 +87,30 @@ def write_errors_grid(dataset, probabilities: np.ndarray, labels: np.ndarray,
                     "matched to the predictions", path)
         return None
     picked_probs = probabilities[indices] if indices else probabilities[:0]
+    title = "Most confidently wrong predictions"
+    if model is not None and indices:
+        images, explained = _with_grad_cam(model, images, picked_probs.argmax(axis=1))
+        title += " (Grad-CAM of the predicted class)" if explained else ""
     written, _ = plot_errors(images, picked_probs, flat[indices] if indices else flat[:0],
-                             class_names, path, count=count)
+                             class_names, path, count=count, title=title)
     return written
+
+
+def _with_grad_cam(model, images: np.ndarray, classes: np.ndarray) -> tuple[np.ndarray, bool]:
+    """``(images with their heatmaps blended in, True)``, or ``(images, False)`` for a model
+    Grad-CAM cannot explain (no convolutional feature map, not a chain of layers)."""
+    import keras
+
+    from kerastl.explain import grad_cam, overlay
+
+    if not isinstance(model, keras.Model):
+        return images, False
+    try:
+        heatmaps = grad_cam(model, images, classes)
+    except UserInputError as err:
+        log.info("errors grid without Grad-CAM: %s", err)
+        return images, False
+    return np.stack([overlay(i, h) for i, h in zip(images, heatmaps, strict=True)]), True
 
 
 def evaluate_classifier(model, dataset, class_names: list[str], *,
@@ -148,7 +173,7 @@ def evaluate_classifier(model, dataset, class_names: list[str], *,
                                      count=errors) if errors else None
         else:
             grid = write_errors_grid(dataset, probs, labels, class_names,
-                                     output / ERRORS_FILE, count=errors)
+                                     output / ERRORS_FILE, count=errors, model=model)
         if grid:
             files["errors"] = grid
         report["files"] = files

@@ -176,7 +176,8 @@ def train_and_report(splits, *, backbone: str, output: str | os.PathLike | None,
                                    title=f"{backbone}: training curves")
     if found is not None and found.plot:
         files["lr_find"] = pathlib.Path(found.plot)
-    files.update(evaluation_plots(report, evaluated, splits.class_names, output))
+    files.update(evaluation_plots(report, evaluated, splits.class_names, output,
+                                  model=result.model))
     report["files"] = {k: os.fspath(v) for k, v in files.items()}
     write_json(report, output / "report.json")
     return report
@@ -197,15 +198,18 @@ def evaluate_splits(model, splits, report: dict):
     return evaluated
 
 
-def evaluation_plots(report: dict, evaluated, class_names, output: pathlib.Path) -> dict:
-    """``confusion_matrix.png`` and ``errors.png`` of the split :func:`evaluate_splits` chose."""
+def evaluation_plots(report: dict, evaluated, class_names, output: pathlib.Path, *,
+                     model=None) -> dict:
+    """``confusion_matrix.png`` and ``errors.png`` of the split :func:`evaluate_splits` chose
+    (with the ``model``'s Grad-CAM heatmaps on the wrong images, where it has them)."""
     if evaluated is None:
         return {}
     split_name, dataset, probs, labels = evaluated
     files = {"confusion_matrix": plot_confusion_matrix(
         report[f"{split_name}_metrics"]["confusion_matrix"], class_names,
         output / "confusion_matrix.png", title=f"Confusion matrix ({split_name} split)")}
-    errors_png = write_errors_grid(dataset, probs, labels, class_names, output / "errors.png")
+    errors_png = write_errors_grid(dataset, probs, labels, class_names, output / "errors.png",
+                                   model=model)
     if errors_png:
         files["errors"] = errors_png
     return files
