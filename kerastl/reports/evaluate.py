@@ -110,6 +110,9 @@ def _with_grad_cam(model, images: np.ndarray, classes: np.ndarray) -> tuple[np.n
     except UserInputError as err:
         log.info("errors grid without Grad-CAM: %s", err)
         return images, False
+    except (ValueError, TypeError, RuntimeError) as err:  # a plot never fails the run
+        log.warning("errors grid without Grad-CAM (%s: %s)", type(err).__name__, err)
+        return images, False
     return np.stack([overlay(i, h) for i, h in zip(images, heatmaps, strict=True)]), True
 
 
