@@ -206,20 +206,3 @@ def save_overlays(images, heatmaps, names, output, *, captions=None) -> list[str
             fig.suptitle(captions[i], fontsize=9)
         written.append(_save(fig, folder / f"{stem}.gradcam.png"))
     return written
-
-
-def read_images(model, images, *, max_pixels: int | None = None):
-    """``(names, float32 (N, H, W, 3))``: image files, folders or encoded bytes decoded and
-    resized as the model was trained (its own size and resize mode)."""
-    import tensorflow as tf
-
-    from kerastl.evaluation import _prediction_inputs
-    from kerastl.export.signatures import decode_images, model_image_size
-    from kerastl.models import contract_of
-
-    size = model_image_size(model)
-    mode = contract_of(model)["resize"] or "stretch"
-    names, batches = _prediction_inputs(images, size, max_pixels)
-    arrays = [decode_images(tf.constant(b), size, mode).numpy() if isinstance(b, list)
-              else np.asarray(b, np.float32) for b in batches(32)]
-    return names, np.concatenate(arrays)

@@ -39,7 +39,7 @@ def _class_index(value: str | None, names: list[str]) -> int | None:
 def run(args) -> int:
     import numpy as np
 
-    from kerastl.explain import grad_cam, read_images, save_overlays
+    from kerastl.explain import grad_cam, save_overlays
     from kerastl.loading import load_keras_model
     from kerastl.models import contract_of
 
@@ -67,3 +67,21 @@ def run(args) -> int:
     for caption, png in zip(captions, written, strict=True):
         print(f"{caption} -> {png}")
     return 0
+
+
+def read_images(model, images, *, max_pixels: int | None = None):
+    """``(names, float32 (N, H, W, 3))``: image files, folders or encoded bytes decoded and
+    resized as the model was trained (its own size and resize mode)."""
+    import numpy as np
+    import tensorflow as tf
+
+    from kerastl.evaluation import _prediction_inputs
+    from kerastl.export.signatures import decode_images, model_image_size
+    from kerastl.models import contract_of
+
+    size = model_image_size(model)
+    mode = contract_of(model)["resize"] or "stretch"
+    names, batches = _prediction_inputs(images, size, max_pixels)
+    arrays = [decode_images(tf.constant(b), size, mode).numpy() if isinstance(b, list)
+              else np.asarray(b, np.float32) for b in batches(32)]
+    return names, np.concatenate(arrays)
