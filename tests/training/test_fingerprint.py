@@ -35,7 +35,7 @@ def _model():
 
 
 def test_every_field_but_the_neutral_ones_counts():
-    assert NEUTRAL == {"max_pixels", "mode", "classifier", "C"}
+    assert NEUTRAL == {"max_pixels", "micro_batch_size", "mode", "classifier", "C"}
     found = resume_fingerprint(DEFAULTS.to_dict())
     assert list(found) == [f.name for f in dataclasses.fields(FineTuneConfig)
                            if f.name not in NEUTRAL]
