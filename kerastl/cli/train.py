@@ -247,18 +247,19 @@ def _train(args, summary: dict) -> int:
         raise UserInputError(f"DATA_DIR {data_dir} is not a folder")
     if args.l2 is not None and not args.l2 > 0:
         raise UserInputError(f"--l2 must be a positive number (e.g. 1e-4). Received: {args.l2}")
-    config = config_from_args(args)  # every option checked before any data is read
     import kerastl as ktl
     from kerastl.data.decode import check_image_size
     from kerastl.text.run import is_text_run
     from kerastl.training.optimizers import OPTIMIZERS, momentum_option
 
-    if not is_text_run(data_dir, config):
+    text = is_text_run(data_dir, args)  # reads args.task and args.backbone
+    if not text:  # the flag's own wording before the config's
         spec = ktl.backbone_spec(args.backbone)
         size = spec.default_image_size if args.image_size is None else args.image_size
         check_image_size(size, minimum=spec.min_image_size, backbone=spec.name,
                          name="--image-size")
-    else:
+    config = config_from_args(args)  # every option checked before any data is read
+    if text:
         from kerastl.text.run import text_backbone_name
 
         text_backbone_name(config)
