@@ -38,7 +38,8 @@ check ~3.5 s either way.
 An earlier run of the same (under heavier load) gave 2.86 -> 1.90 GB. The same
 command with the default ``--head-epochs 3`` (cached features) and ``--epochs 2``
 of 30 steps sampled 2009 and 2094 MiB in its two phase-2 epochs: above 2 GB
-(2.11 and 2.20 GB), so longer runs do NOT reliably meet the target yet. Smaller pieces
+(2.11 and 2.20 GB; with ``MALLOC_ARENA_MAX=2`` 2.04 and 2.19 GB), so longer
+runs do NOT reliably meet the target yet: phase 2 grows from epoch to epoch. Smaller pieces
 do not help (``--micro-batch-size 4``: 1.91 GB vs 1.90 at 8): what remains is
 TensorFlow and the model (~0.75 GB at start), the input pipeline (float32
 images), and freed memory glibc keeps (``MALLOC_ARENA_MAX=2``: 1.87 GB).
