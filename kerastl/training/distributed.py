@@ -41,14 +41,48 @@ def per_example_loss(loss):
         raise UserInputError(f"Unknown loss {loss!r}")
     if isinstance(fn, keras.losses.Loss):
         return per_example_loss(fn)
-    return keras.losses.LossFunctionWrapper(fn, reduction=None)
+    return _PerExampleLoss(fn)
 
 
-def _metric_objects(metrics, prefix: str) -> list:
-    """Fresh metric objects (their variables live outside any strategy)."""
+class _PerExampleLoss(keras.losses.Loss):
+    """A loss function (``"sparse_categorical_crossentropy"``, a callable) as a
+    ``Loss`` without reduction: one value per example."""
+
+    def __init__(self, fn):
+        super().__init__(name=getattr(fn, "__name__", "loss"), reduction=None)
+        self.fn = fn
+
+    def call(self, y_true, y_pred):
+        return self.fn(y_true, y_pred)
+
+
+_ACCURACY = ("accuracy", "acc")
+
+
+def _accuracy_for(loss, model) -> keras.metrics.Metric:
+    """What Keras's ``compile(metrics=["accuracy"])`` means for this loss and output:
+    sparse (integer labels), binary (one output unit) or categorical (one-hot)."""
+    name = getattr(loss, "name", "") or ""
+    units = None
+    try:
+        units = model.outputs[0].shape[-1]
+    except (AttributeError, IndexError, TypeError, ValueError):
+        pass
+    if "sparse" in name:
+        return keras.metrics.SparseCategoricalAccuracy
+    if "binary" in name or units == 1:
+        return keras.metrics.BinaryAccuracy
+    return keras.metrics.CategoricalAccuracy
+
+
+def _metric_objects(metrics, prefix: str, accuracy=None) -> list:
+    """Fresh metric objects (their variables live outside any strategy); the name
+    ``"accuracy"`` becomes ``accuracy`` (the class :func:`_accuracy_for` chose)."""
     objects = []
     for m in metrics or []:
-        if isinstance(m, keras.metrics.Metric):
+        if isinstance(m, str) and m in _ACCURACY and accuracy is not None:
+            objects.append(accuracy(name=prefix + "accuracy"))
+        elif isinstance(m, keras.metrics.Metric):
             config = dict(m.get_config(), name=prefix + m.name)
             objects.append(m.__class__.from_config(config))
         elif isinstance(m, str):
@@ -87,8 +121,9 @@ class StrategyTrainer:
             with strategy.scope():
                 model.optimizer.build(model.trainable_variables)
         self.loss = per_example_loss(loss)
-        self.train_metrics = _metric_objects(metrics, "")
-        self.val_metrics = _metric_objects(metrics, "val_")
+        accuracy = _accuracy_for(self.loss, model)
+        self.train_metrics = _metric_objects(metrics, "", accuracy)
+        self.val_metrics = _metric_objects(metrics, "val_", accuracy)
         self.class_weight = None
         if class_weight:
             n = max(class_weight) + 1
