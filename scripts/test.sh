@@ -7,9 +7,15 @@ bash scripts/install.sh || exit 1
 # Two workers (pytest-xdist), one test file each at a time, so a file's module
 # fixtures (a trained tiny model...) are built once; tests/conftest.py hands the
 # slowest files out first (SLOWEST_FILES) and gc.freeze()s what import made, so each
-# test's clear_session gc.collect costs ~0.02 s instead of ~0.4 s. CI on a clean
-# clone took 1666 s (739 tests) before that; the 2-core dev box, shared with four
-# other full runs, is too loaded for a comparable figure (see issue 15, item 7).
+# test's teardown collects only what that test made (tests/conftest.py, _seed).
+# CI on a clean clone took 1666-1680 s before that; the full suite on the 2-core
+# dev box: 1548 s, then 1274 s with the per-test freeze.
+# One TensorFlow thread per pool in each worker: two workers on two cores with
+# TensorFlow's default pools (a thread per core each) spin and switch; measured on six
+# training/export files: 192 -> 175 s wall, 318 -> 285 s user CPU. Subprocesses that
+# tests start inherit it. Override by setting them.
+export TF_NUM_INTRAOP_THREADS="${TF_NUM_INTRAOP_THREADS:-1}"
+export TF_NUM_INTEROP_THREADS="${TF_NUM_INTEROP_THREADS:-1}"
 .venv/bin/python -m pytest -q -p no:cacheprovider -n "${KERASTL_TEST_WORKERS:-2}" \
     --dist loadfile --durations=15 "$@"
 rc=$?
