@@ -216,7 +216,7 @@ def image_folder(path: str | os.PathLike, *, image_size, batch_size: int = 32,
             dict of options (see :mod:`kerastl.data.augment`); training only.
         resize: ``"stretch"``, ``"crop"`` (central), ``"pad"`` or ``"random_crop"``
             (random window in training, central in val/test).
-        cache: ``"auto"`` (memory when a split's decoded images fit in 512 MiB,
+        cache: ``"auto"`` (memory when a split's decoded images fit in 128 MiB,
             else a temporary file cache removed when the process ends; see
             :func:`kerastl.data.pipeline.resolve_cache`), ``True``, ``False`` or a
             file prefix for an on-disk cache (kept).

@@ -24,14 +24,17 @@ log = logging.getLogger(__name__)
 # (and a quarter of the memory available). A larger split goes to a file cache
 # in this process's temporary folder (removed when the process ends) up to
 # AUTO_DISK_CACHE_BYTES (and half the free disk space there); beyond that it is
-# decoded again every epoch. 5,000 images at 224 px (0.75 GB) would otherwise
-# take more than a third of a 2 GB budget (benchmarks/train_memory.py).
-AUTO_CACHE_BYTES = 512 * 1024**2
+# decoded again every epoch. A file cache is read back from the page cache
+# (outside the process's RSS): 5,000 images at 224 px (0.75 GB) in memory would
+# take more than a third of a 2 GB budget, and their 1,000 validation images at
+# 150 MB still grew phase 2 from one epoch to the next (benchmarks/train_memory.py).
+AUTO_CACHE_BYTES = 128 * 1024**2
 AUTO_DISK_CACHE_BYTES = 32 * 1024**3
 # The training shuffle buffer holds at most this many images, and at most
-# SHUFFLE_BYTES of them (2048 images at 224 px would be 0.3 GB).
+# SHUFFLE_BYTES of them (2048 images at 224 px would be 0.3 GB; 64 MiB is 445 of
+# them, drawn from files whose order was shuffled once before decoding).
 SHUFFLE_BUFFER = 2048
-SHUFFLE_BYTES = 128 * 1024**2
+SHUFFLE_BYTES = 64 * 1024**2
 # File caches of cache="auto" live in <temp>/kerastl-cache-<pid>-*/ of this process.
 _AUTO_DIR_PREFIX = "kerastl-cache-"
 _auto_dir: str | None = None

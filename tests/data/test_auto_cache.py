@@ -125,8 +125,8 @@ def test_the_file_cache_is_removed_when_the_process_ends(tmp_path):
 def test_shuffle_buffer_is_bounded_in_images_and_bytes():
     assert pipeline.shuffle_buffer(100, (16, 16), "stretch") == 100
     assert pipeline.shuffle_buffer(10_000, (16, 16), "stretch") == 2048
-    # 224 px: 150,528 bytes an image, 128 MiB / 150,528 = 891 images
-    assert pipeline.shuffle_buffer(10_000, (224, 224), "stretch") == 891
+    # 224 px: 150,528 bytes an image, 64 MiB / 150,528 = 445 images
+    assert pipeline.shuffle_buffer(10_000, (224, 224), "stretch") == 445
     assert pipeline.shuffle_buffer(0, (224, 224), "stretch") == 1
 
 
