@@ -109,3 +109,22 @@ def test_a_moved_gradient_registry_warns_once_instead_of_removing_nothing_silent
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # once per process, not on every trial
         assert custom_gradient_names() == set()
+
+
+def test_fine_tune_hands_freed_heap_back_after_every_epoch(monkeypatch):
+    """Each training epoch ends with malloc_trim (benchmarks/train_memory.py: phase 2 grew
+    from epoch to epoch by what glibc kept of the epoch's freed batches)."""
+    import kerastl as ktl
+    from kerastl.training import callbacks
+
+    calls = []
+    monkeypatch.setattr(callbacks, "trim_heap", lambda: calls.append(1))
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 255, (8, 32, 32, 3)).astype("float32")
+    ds = tf.data.Dataset.from_tensor_slices((x, np.arange(8) % 2)).batch(4)
+    model = ktl.build_classifier(ktl.build_backbone("mobilenet_v2", weights=None,
+                                                    image_size=32), 2)
+    result = ktl.fine_tune(model, ds, ds, head_epochs=2, epochs=1, verbose=0, patience=None,
+                           cache_features=False)
+    assert len(result.history["loss"]) == 3
+    assert len(calls) == 3  # head epochs 1, 2 and the fine-tuning epoch

@@ -6,6 +6,8 @@ import math
 
 import keras
 
+from kerastl.memory import trim_heap
+
 
 class BestWeights(keras.callbacks.Callback):
     """Remember the weights of the best epoch across phases (restore with :meth:`restore`).
@@ -66,3 +68,14 @@ class PhaseLogger(keras.callbacks.Callback):
             except (TypeError, ValueError):
                 pass
         self.rows.append(row)
+
+
+class TrimHeap(keras.callbacks.Callback):
+    """Hand the C heap that an epoch freed back to the OS (glibc ``malloc_trim``).
+
+    TensorFlow frees the epoch's batches and activations, but glibc keeps the
+    pages in its arenas, so a process's resident memory grows epoch after epoch
+    up to its fragmentation level (benchmarks/train_memory.py)."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        trim_heap()

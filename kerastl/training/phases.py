@@ -23,7 +23,7 @@ from kerastl.config import DEFAULT_SEED, DEFAULTS, resume_fingerprint
 from kerastl.data.pipeline import epoch_order, pass_counter
 from kerastl.freezing import find_backbone, freeze
 from kerastl.freezing import unfreeze as unfreeze_model
-from kerastl.training.callbacks import BestWeights, PhaseLogger
+from kerastl.training.callbacks import BestWeights, PhaseLogger, TrimHeap
 from kerastl.training.checkpoint import (
     CheckpointManager,
     optimizer_arrays,
@@ -202,7 +202,7 @@ class TwoPhases:
 
     # -- phases ------------------------------------------------------------
     def callbacks(self, phase, early_stopping_state=None):
-        cbs = [PhaseLogger(phase, self.rows), self.best] + self.o["callbacks"]
+        cbs = [PhaseLogger(phase, self.rows), self.best, TrimHeap()] + self.o["callbacks"]
         self.stopper = None
         if self.o["patience"] is not None:
             self.stopper = _ResumableEarlyStopping(monitor=self.monitor,
