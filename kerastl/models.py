@@ -235,8 +235,34 @@ class ImageTask(keras.Model):
         return task_from_config(cls, config)
 
 
+class ClassifierTask:
+    """What image and text classifiers share: one output per class, softmax (one
+    label per example) or sigmoid (``multilabel``), ``task`` and ``num_classes``.
+    Mixed in before the task base (``class ImageClassifier(ClassifierTask, ImageTask)``)."""
+
+    _suffix = "classifier"
+
+    def _init_classifier(self, backbone, num_classes: int, dropout: float, hidden_units,
+                         multilabel: bool, kwargs: dict) -> None:
+        check_num_classes(num_classes, multilabel)
+        self._multilabel = bool(multilabel)
+        super().__init__(backbone, num_classes, dropout=dropout, hidden_units=hidden_units,
+                         activation="sigmoid" if multilabel else "softmax", **kwargs)
+
+    @property
+    def task(self) -> str:
+        return "multilabel" if self._multilabel else "multiclass"
+
+    @property
+    def num_classes(self) -> int:
+        return self._num_outputs
+
+    def _task_config(self) -> dict:
+        return {"num_classes": self._num_outputs, "multilabel": self._multilabel}
+
+
 @keras.saving.register_keras_serializable(package="kerastl")
-class ImageClassifier(ImageTask):
+class ImageClassifier(ClassifierTask, ImageTask):
     """Image classifier: backbone -> (dropout, hidden layers) -> probabilities.
 
     Args:
@@ -255,25 +281,9 @@ class ImageClassifier(ImageTask):
         name: model name; default ``"<backbone>_classifier"``.
     """
 
-    _suffix = "classifier"
-
     def __init__(self, backbone, num_classes: int, *, dropout: float = 0.2,
                  hidden_units: Sequence[int] = (), multilabel: bool = False, **kwargs):
-        check_num_classes(num_classes, multilabel)
-        self._multilabel = bool(multilabel)
-        super().__init__(backbone, num_classes, dropout=dropout, hidden_units=hidden_units,
-                         activation="sigmoid" if multilabel else "softmax", **kwargs)
-
-    @property
-    def task(self) -> str:
-        return "multilabel" if self._multilabel else "multiclass"
-
-    @property
-    def num_classes(self) -> int:
-        return self._num_outputs
-
-    def _task_config(self) -> dict:
-        return {"num_classes": self._num_outputs, "multilabel": self._multilabel}
+        self._init_classifier(backbone, num_classes, dropout, hidden_units, multilabel, kwargs)
 
 
 @keras.saving.register_keras_serializable(package="kerastl")

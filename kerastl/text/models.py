@@ -23,10 +23,10 @@ import keras
 from kerastl.errors import UserInputError
 from kerastl.models import (
     REQUIRES,
+    ClassifierTask,
     _check_class_names,
     _check_hidden,
     _layer_maker,
-    check_num_classes,
     task_from_config,
 )
 from kerastl.text.bert import TextBackbone, build_text_backbone
@@ -141,7 +141,7 @@ class TextTask(keras.Model):
 
 
 @keras.saving.register_keras_serializable(package="kerastl")
-class TextClassifier(TextTask):
+class TextClassifier(ClassifierTask, TextTask):
     """Text classifier: raw strings -> tokenizer -> BERT encoder -> pooling -> head.
 
     Args:
@@ -161,25 +161,9 @@ class TextClassifier(TextTask):
         >>> model.predict(tf.constant(["Shares rose 3% after the results."]))
     """
 
-    _suffix = "classifier"
-
     def __init__(self, backbone, num_classes: int, *, dropout: float = 0.1,
                  hidden_units: Sequence[int] = (), multilabel: bool = False, **kwargs):
-        check_num_classes(num_classes, multilabel)
-        self._multilabel = bool(multilabel)
-        super().__init__(backbone, num_classes, dropout=dropout, hidden_units=hidden_units,
-                         activation="sigmoid" if multilabel else "softmax", **kwargs)
-
-    @property
-    def task(self) -> str:
-        return "multilabel" if self._multilabel else "multiclass"
-
-    @property
-    def num_classes(self) -> int:
-        return self._num_outputs
-
-    def _task_config(self) -> dict:
-        return {"num_classes": self._num_outputs, "multilabel": self._multilabel}
+        self._init_classifier(backbone, num_classes, dropout, hidden_units, multilabel, kwargs)
 
 
 @keras.saving.register_keras_serializable(package="kerastl")
