@@ -125,7 +125,49 @@ def _layer_maker(saved: list | None):
     return make
 
 
-class ImageTask(keras.Model):
+class TaskContract:
+    """What every kerastl task model (image and text) keeps about itself: class names,
+    output names and the config of its backbone and head. Mixed in before
+    ``keras.Model``; the model sets ``backbone``, ``_num_outputs``, ``_dropout``,
+    ``_hidden_units`` and ``_class_names``."""
+
+    @property
+    def class_names(self) -> tuple[str, ...] | None:
+        return self._class_names
+
+    @class_names.setter
+    def class_names(self, names) -> None:
+        self._class_names = _check_class_names(names, self._num_outputs)
+
+    def output_names_or_indices(self) -> list[str]:
+        """``class_names``, or ``"0"``, ``"1"``, ... when none are set."""
+        return list(self.class_names or (str(i) for i in range(self._num_outputs)))
+
+    def _task_config(self) -> dict:
+        return {}
+
+    def _contract_config(self, **kind_config) -> dict:
+        """The config both kinds write, with ``kind_config`` (resize, image size...) in it."""
+        return {
+            "requires": REQUIRES,
+            "backbone": keras.saving.serialize_keras_object(self.backbone),
+            **self._task_config(),
+            "dropout": self._dropout,
+            "hidden_units": list(self._hidden_units),
+            "class_names": None if self.class_names is None else list(self.class_names),
+            **kind_config,
+            "head_layers": [keras.saving.serialize_keras_object(layer) for layer in self.layers
+                            if layer.name.startswith("head_") or layer.name == "predictions"],
+            "name": self.name,
+            "trainable": self.trainable,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict):
+        return task_from_config(cls, config)
+
+
+class ImageTask(TaskContract, keras.Model):
     """Base of the image task models: backbone, head, and the model's contract.
 
     Attributes:
@@ -173,14 +215,6 @@ class ImageTask(keras.Model):
     # -- the contract -----------------------------------------------------
 
     @property
-    def class_names(self) -> tuple[str, ...] | None:
-        return self._class_names
-
-    @class_names.setter
-    def class_names(self, names) -> None:
-        self._class_names = _check_class_names(names, self._num_outputs)
-
-    @property
     def resize(self) -> str:
         return self._resize
 
@@ -202,37 +236,13 @@ class ImageTask(keras.Model):
         except UserInputError:
             return None
 
-    def output_names_or_indices(self) -> list[str]:
-        """``class_names``, or ``"0"``, ``"1"``, ... when none are set."""
-        return list(self.class_names or (str(i) for i in range(self._num_outputs)))
-
     # -- serialisation ----------------------------------------------------
 
-    def _task_config(self) -> dict:
-        return {}
-
     def get_config(self) -> dict:
-        config = {
-            "requires": REQUIRES,
-            "backbone": keras.saving.serialize_keras_object(self.backbone),
-            **self._task_config(),
-            "dropout": self._dropout,
-            "hidden_units": list(self._hidden_units),
-            "class_names": None if self.class_names is None else list(self.class_names),
-            "resize": self.resize,
-            "image_size": list(self.image_size),
-            "augmentation": (None if self.augmentation is None
-                             else keras.saving.serialize_keras_object(self.augmentation)),
-            "head_layers": [keras.saving.serialize_keras_object(layer) for layer in self.layers
-                            if layer.name.startswith("head_") or layer.name == "predictions"],
-            "name": self.name,
-            "trainable": self.trainable,
-        }
-        return config
-
-    @classmethod
-    def from_config(cls, config: dict):
-        return task_from_config(cls, config)
+        return self._contract_config(
+            resize=self.resize, image_size=list(self.image_size),
+            augmentation=(None if self.augmentation is None
+                          else keras.saving.serialize_keras_object(self.augmentation)))
 
 
 class ClassifierTask:

@@ -24,6 +24,7 @@ from kerastl.errors import UserInputError
 from kerastl.models import (
     REQUIRES,
     ClassifierTask,
+    TaskContract,
     _check_class_names,
     _check_hidden,
     _layer_maker,
@@ -54,7 +55,7 @@ def _resolve(backbone, sequence_length) -> TextBackbone:
         f"a model from build_text_backbone. Received: backbone={backbone!r}")
 
 
-class TextTask(keras.Model):
+class TextTask(TaskContract, keras.Model):
     """Base of the text task models: backbone, head, and the model's contract."""
 
     task = "regression"
@@ -91,14 +92,6 @@ class TextTask(keras.Model):
         self._class_names = names
 
     @property
-    def class_names(self) -> tuple[str, ...] | None:
-        return self._class_names
-
-    @class_names.setter
-    def class_names(self, names) -> None:
-        self._class_names = _check_class_names(names, self._num_outputs)
-
-    @property
     def sequence_length(self) -> int:
         return self.backbone.sequence_length
 
@@ -115,29 +108,8 @@ class TextTask(keras.Model):
     def image_size(self) -> None:
         return None
 
-    def output_names_or_indices(self) -> list[str]:
-        return list(self.class_names or (str(i) for i in range(self._num_outputs)))
-
-    def _task_config(self) -> dict:
-        return {}
-
     def get_config(self) -> dict:
-        return {
-            "requires": REQUIRES,
-            "backbone": keras.saving.serialize_keras_object(self.backbone),
-            **self._task_config(),
-            "dropout": self._dropout,
-            "hidden_units": list(self._hidden_units),
-            "class_names": None if self.class_names is None else list(self.class_names),
-            "head_layers": [keras.saving.serialize_keras_object(layer) for layer in self.layers
-                            if layer.name.startswith("head_") or layer.name == "predictions"],
-            "name": self.name,
-            "trainable": self.trainable,
-        }
-
-    @classmethod
-    def from_config(cls, config: dict):
-        return task_from_config(cls, config)
+        return self._contract_config()
 
 
 @keras.saving.register_keras_serializable(package="kerastl")
