@@ -134,7 +134,14 @@ def clear_owned_dir(parent: str | os.PathLike, name: str, *, kind: str,
     folder = pathlib.Path(parent) / name
     if not (folder.exists() or folder.is_symlink()):
         return make_owned_dir(parent, name, kind=kind, what=what)
-    if not is_owned(folder):
+    owned = is_owned(folder)
+    if not owned:
+        # Another process clearing it at the same moment may have renamed it away just
+        # now (it is gone), or already put its fresh, marked folder in place: look again.
+        if not (folder.exists() or folder.is_symlink()):
+            return make_owned_dir(parent, name, kind=kind, what=what)
+        owned = is_owned(folder)
+    if not owned:
         why = ("it is a link" if folder.is_symlink() else f"there is no {MARKER} file in it")
         raise UserInputError(
             f"Refusing to overwrite {folder}: kerastl did not create it ({why}), so it may "
