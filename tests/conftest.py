@@ -13,6 +13,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 import kerastl  # noqa: E402,F401  (registers custom layers before any .keras load)
+from kerastl.memory import trim_heap  # noqa: E402
 
 
 def _freeze_what_lives() -> None:
@@ -30,21 +31,45 @@ def pytest_collection_finish(session):
     _freeze_what_lives()  # and the test modules' imports (keras_tuner, matplotlib...)
 
 
-#: The longest files, longest first (seconds in a full two-worker run on 2 cores):
-#: pytest-xdist (``--dist loadfile``) hands whole files out in collection order, so
-#: starting these first leaves only short files for the end, and neither worker idles
-#: while the other finishes a long file (xdist's own order, most tests first, put the
-#: one-test files of 80-100 s last).
+#: Every file that took 20 s or more, longest first (seconds: one full two-worker run on
+#: 2 cores, tests/conftest.py's per-test freeze in place). pytest-xdist (``--dist
+#: loadfile``) hands whole files out in this order: longest first, so the run ends on
+#: short files and neither worker idles while the other finishes a long one (ordering
+#: by number of tests put one-test files of 25-95 s last).
 SLOWEST_FILES = (
-    "cli/test_hostile_sweep.py",  # 447
-    "distribute/test_strategies.py",  # 308
-    "training/test_fine_tune.py",  # 217
-    "cli/test_cli.py",  # 190
-    "backbones/test_registry.py",  # 169
-    "export/test_real_weights.py",  # 106 (one test)
-    "distribute/test_fault_tolerance.py",  # 82 (one test)
-    "export/test_consumers.py",  # 72 for its fixture alone
-    "distribute/test_cli_multi_worker.py",  # 73 (one test)
+    "cli/test_hostile_sweep.py",  # 246
+    "distribute/test_strategies.py",  # 248 before its subprocesses were merged
+    "cli/test_cli.py",  # 141
+    "training/test_fine_tune.py",  # 138
+    "export/test_real_weights.py",  # 131
+    "backbones/test_registry.py",  # 115
+    "distribute/test_fault_tolerance.py",  # 95
+    "text/test_cli_text.py",  # 73
+    "tuning/test_search.py",  # 66
+    "export/test_consumers.py",  # 61
+    "distribute/test_cli_multi_worker.py",  # 61
+    "cli/test_run_contract.py",  # 46
+    "training/test_checkpoint.py",  # 44
+    "training/test_discriminative.py",  # 43
+    "export/test_verify.py",  # 41
+    "cli/test_cli_hygiene.py",  # 40
+    "training/test_l2_sp.py",  # 39
+    "export/test_saved_model.py",  # 39
+    "export/test_concurrent_exports.py",  # 38
+    "text/test_text_search.py",  # 36
+    "tuning/test_distributed.py",  # 34
+    "text/test_tokenizer.py",  # 33
+    "cli/test_export_cli.py",  # 33
+    "text/test_text_modes.py",  # 31
+    "test_task_models.py",  # 28
+    "training/test_gradual.py",  # 27
+    "tuning/test_resume.py",  # 25
+    "test_concurrency.py",  # 24
+    "text/test_backbones.py",  # 21
+    "test_calibration.py",  # 21
+    "tuning/test_hostile_tune.py",  # 21
+    "test_freezing.py",  # 21
+    "training/test_micro_batch.py",  # 20
 )
 
 
@@ -70,10 +95,11 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=key)
 
 
-#: Cyclic garbage frozen by a test's teardown (below) is only reclaimed by a full
-#: collection with the freeze lifted; one runs after a test file when the process holds
-#: more than this (tests that read memory figures start from a collected heap anyway).
-_RSS_COLLECT_BYTES = int(os.environ.get("KERASTL_TEST_RSS_COLLECT_MB", "2000")) * 2**20
+#: A test's teardown freezes what survives it (below), so cyclic garbage that a later
+#: test drops (a module fixture's models, a backbone of 350M zero weights in
+#: test_registry) waits for a full collection with the freeze lifted. One runs when the
+#: process has grown by this much since the last: without it a worker reached 8 GB.
+_FULL_COLLECT_GROWTH = int(os.environ.get("KERASTL_TEST_FULL_COLLECT_MB", "768")) * 2**20
 
 
 def _rss_bytes() -> int:
@@ -82,6 +108,18 @@ def _rss_bytes() -> int:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError):
         return 0
+
+
+_rss_after_full = _rss_bytes()
+
+
+def _collect_all() -> None:
+    global _rss_after_full
+    gc.unfreeze()
+    gc.collect()
+    trim_heap()  # hand the freed heap back, so RSS measures what is still alive
+    gc.freeze()
+    _rss_after_full = _rss_bytes()
 
 
 @pytest.fixture(autouse=True)
@@ -96,15 +134,15 @@ def _seed():
     keras.backend.clear_session(free_memory=False)
     gc.collect()
     gc.freeze()
+    if _rss_bytes() - _rss_after_full > _FULL_COLLECT_GROWTH:
+        _collect_all()
 
 
 @pytest.fixture(autouse=True, scope="module")
 def _collect_after_each_file():
     yield
-    if _rss_bytes() > _RSS_COLLECT_BYTES:  # reclaim the cycles frozen since import
-        gc.unfreeze()
-        gc.collect()
-        gc.freeze()
+    if _rss_bytes() - _rss_after_full > _FULL_COLLECT_GROWTH // 2:
+        _collect_all()
 
 
 @pytest.fixture(scope="session")
