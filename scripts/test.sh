@@ -9,7 +9,9 @@ bash scripts/install.sh || exit 1
 # slowest files out first (SLOWEST_FILES) and gc.freeze()s what import made, so each
 # test's teardown collects only what that test made (tests/conftest.py, _seed).
 # CI on a clean clone took 1666-1680 s before that; the full suite on the 2-core
-# dev box: 1548 s, then 1274 s with the per-test freeze.
+# dev box: 1548 s, then 1274 s with the per-test freeze. With all of it (and the
+# longest-first file order, merged distribute subprocesses, one TF thread per pool):
+# `CI=true .ci/run` on a clean clone of the dev box 1148 s, tests 1088 s, 876 passed.
 # One TensorFlow thread per pool in each worker: two workers on two cores with
 # TensorFlow's default pools (a thread per core each) spin and switch; measured on six
 # training/export files: 192 -> 175 s wall, 318 -> 285 s user CPU. Subprocesses that
