@@ -59,7 +59,7 @@ class _PerExampleLoss(keras.losses.Loss):
 _ACCURACY = ("accuracy", "acc")
 
 
-def _accuracy_for(loss, model) -> keras.metrics.Metric:
+def _accuracy_for(loss, model) -> type[keras.metrics.Metric]:
     """What Keras's ``compile(metrics=["accuracy"])`` means for this loss and output:
     sparse (integer labels), binary (one output unit) or categorical (one-hot)."""
     name = getattr(loss, "name", "") or ""
