@@ -50,6 +50,38 @@ class BestWeights(keras.callbacks.Callback):
         return True
 
 
+class PenaltyFreeValLoss(keras.callbacks.Callback):
+    """Report ``val_loss`` without a weight penalty that Keras adds to it.
+
+    Keras adds ``model.losses`` (here the L2-SP penalty) to the evaluation
+    loss too, so a phase-2 epoch's ``val_loss`` would be the data loss plus a
+    term that grows as the weights move, and the best-epoch restore and early
+    stopping would compare it with phase 1's penalty-free loss. The weights do
+    not change during evaluation, so the penalty is one constant there: this
+    callback (first in the list: the others see the corrected logs) moves it
+    out of ``val_loss`` into its own log, ``penalty``.
+
+    Args:
+        penalty: an object whose ``value()`` is the penalty now
+            (:class:`kerastl.regularization.L2SPPenalty`).
+        in_val_loss: whether ``val_loss`` holds it (``model.fit``'s does; the
+            strategy loop's evaluation loss does not, and is only annotated).
+    """
+
+    def __init__(self, penalty, in_val_loss: bool = True):
+        super().__init__()
+        self.penalty = penalty
+        self.in_val_loss = in_val_loss
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None:
+            return
+        value = self.penalty.value()
+        logs["penalty"] = value
+        if self.in_val_loss and "val_loss" in logs:
+            logs["val_loss"] = float(logs["val_loss"]) - value
+
+
 class PhaseLogger(keras.callbacks.Callback):
     """Collect per-epoch logs with the phase number and learning rate."""
 

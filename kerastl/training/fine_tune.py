@@ -143,10 +143,11 @@ def fine_tune(model: keras.Model, train: tf.data.Dataset, val: tf.data.Dataset |
             LoRA adapters on the attention query/value projections of the
             unfrozen layers instead of their weights (``unfreeze(lora_rank=)``).
         head_init: ``"random"`` (phase 1 trains the head for ``head_epochs``)
-            or ``"linear_probe"`` (LP-FT: phase 1 fits a cross-validated
-            logistic regression on the frozen backbone's features in seconds
-            and starts the ``"predictions"`` layer from it; ``head_epochs`` is
-            not used; the result's ``linear_head`` holds the fitted pipeline). See
+            or ``"linear_probe"`` (LP-FT: phase 1 fits a logistic regression on
+            the frozen backbone's features in seconds, C cross-validated by
+            accuracy, and starts the ``"predictions"`` layer from it; ``head_epochs``
+            is not used; the result's ``linear_head`` holds the fitted pipeline;
+            with ``epochs`` the best epoch is chosen among phase 2's). See
             :mod:`kerastl.training.lp_ft`.
         regularization: ``None`` or ``"l2_sp"``: phase 2 adds
             ``l2_sp * sum ||w - w0||^2`` over the unfrozen backbone weights, ``w0``

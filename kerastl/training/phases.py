@@ -23,7 +23,7 @@ from kerastl.config import DEFAULT_SEED, DEFAULTS, resume_fingerprint
 from kerastl.data.pipeline import epoch_order, pass_counter
 from kerastl.freezing import find_backbone, freeze
 from kerastl.freezing import unfreeze as unfreeze_model
-from kerastl.training.callbacks import BestWeights, PhaseLogger, TrimHeap
+from kerastl.training.callbacks import BestWeights, PenaltyFreeValLoss, PhaseLogger, TrimHeap
 from kerastl.training.checkpoint import (
     CheckpointManager,
     optimizer_arrays,
@@ -209,6 +209,8 @@ class TwoPhases:
                                                    patience=self.o["patience"],
                                                    initial=early_stopping_state)
             cbs.append(self.stopper)
+        if phase == 2 and self.l2_sp is not None:
+            cbs.insert(0, PenaltyFreeValLoss(self.l2_sp, in_val_loss=self.o["loop"] != "custom"))
         if phase == 2 and self.o.get("gradual_unfreeze_every"):
             unfreeze = self.o["unfreeze"]
             cbs.insert(0, GradualUnfreezing(self.o["gradual_unfreeze_every"],
@@ -296,9 +298,14 @@ class TwoPhases:
         if not self.model.compiled:
             self.compile(self.model, self.o["learning_rate"])
         return FineTuneResult(model=self.model, history=_merge(self.rows),
-                              best_val_metrics=_best_row(self.rows, self.monitor),
+                              best_val_metrics=_best_row(self.rows[self._first_competing_row():],
+                                                         self.monitor),
                               timings=self.timings, cached_features=self.cached,
                               resumed_from=self.resumed_from)
+
+    def _first_competing_row(self) -> int:
+        """LP-FT's probe row (the first) competes for the best epoch only when it is the result."""
+        return 1 if self.o["head_init"] == "linear_probe" and self.o["epochs"] else 0
 
     def phase1(self, found):
         model, o = self.model, self.o

@@ -69,6 +69,40 @@ def test_penalty_is_zero_when_phase_2_starts_and_grows_then_is_removed():
     assert model.losses == []  # the penalty belonged to the run
 
 
+class _DataLoss(keras.callbacks.Callback):
+    """At each epoch's end: the logged val_loss and penalty, and the data loss computed here."""
+
+    def __init__(self, val):
+        super().__init__()
+        self.val, self.seen = val, []
+
+    def on_epoch_end(self, epoch, logs=None):
+        x, y = self.val
+        probabilities = self.model(x, training=False)
+        data = float(keras.ops.mean(keras.losses.sparse_categorical_crossentropy(y, probabilities)))
+        penalty = float(sum(keras.ops.convert_to_numpy(v) for v in self.model.losses))
+        self.seen.append((logs["val_loss"], logs.get("penalty"), data, penalty))
+
+
+@pytest.mark.weights
+def test_val_loss_is_the_data_loss_and_the_penalty_is_logged_apart():
+    # Keras adds model.losses to the evaluation loss: the best-epoch restore and
+    # early stopping would compare phase 2's data + penalty with phase 1's data loss.
+    x, y = next(iter(_train().unbatch().batch(24)))
+    spy = _DataLoss((x, y))
+    val = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
+    result = ktl.fine_tune(_model(), _train(), val, head_epochs=0, epochs=2, optimizer="sgd",
+                           momentum=0.0, fine_tune_learning_rate=0.05, schedule="constant",
+                           patience=None, verbose=0, regularization="l2_sp", l2_sp=1.0,
+                           callbacks=[spy])
+    assert len(spy.seen) == 2
+    for val_loss, logged_penalty, data, penalty in spy.seen:
+        assert penalty > 1e-3  # large enough that val_loss + penalty would not match
+        assert logged_penalty == pytest.approx(penalty, rel=1e-4)
+        assert val_loss == pytest.approx(data, abs=1e-4)
+    assert result.history["penalty"] == [pytest.approx(p, rel=1e-4) for *_, p in spy.seen]
+
+
 @pytest.mark.weights
 def test_a_huge_l2_sp_keeps_the_weights_near_their_start():
     start = find_backbone(_model())[0].get_weights()

@@ -1,5 +1,6 @@
 """LP-FT: fine_tune(head_init="linear_probe") starts the head from a fitted logistic regression."""
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -50,6 +51,33 @@ def test_linear_probe_then_phase_2_trains_on_from_the_probe():
                            verbose=0, patience=None)
     assert result.history["phase"] == [1, 2] and result.history["epoch"] == [1, 2]
     assert any(w.trainable for w in find_backbone(model)[0].weights)  # phase 2 unfroze
+
+
+class _ZeroHeadAtPhase2(keras.callbacks.Callback):
+    """Phase 2 (the only fit of an LP-FT run) starts from an all-zero head: it must end worse."""
+
+    def on_train_begin(self, logs=None):
+        dense = self.model.get_layer("predictions")
+        dense.set_weights([np.zeros_like(w) for w in dense.get_weights()])
+
+
+def test_with_phase_2_the_result_is_fine_tuned_even_when_the_probe_scored_better():
+    # LP-FT is fine-tuning from the probe: the probe's own row does not compete for
+    # the best epoch (it would otherwise be restored whenever phase 2's validation
+    # loss, which fine-tuning lowers later than its error, is not below it yet).
+    x, y = _data()
+    train = tf.data.Dataset.from_tensor_slices((x[:24], y[:24])).batch(8)
+    val = tf.data.Dataset.from_tensor_slices((x[24:], y[24:])).batch(8)
+    model = _model()
+    result = ktl.fine_tune(model, train, val, head_init="linear_probe", epochs=1, verbose=0,
+                           patience=None, callbacks=[_ZeroHeadAtPhase2()])
+    probe_loss, tuned_loss = result.history["val_loss"]
+    assert tuned_loss > probe_loss  # the probe scored better ...
+    assert result.best_val_metrics["phase"] == 2  # ... and the result is still phase 2's
+    assert result.best_val_metrics["val_loss"] == tuned_loss
+    features, _ = ktl.extract_features(find_backbone(model)[0], (x[24:], y[24:]))
+    probe = result.linear_head.predict_proba(features)
+    assert np.abs(model.predict(x[24:], verbose=0) - probe).max() > 1e-2
 
 
 def test_linear_probe_needs_a_single_linear_head():
