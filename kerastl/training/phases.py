@@ -34,7 +34,7 @@ from kerastl.training.checkpoint import (
 from kerastl.training.discriminative import discriminative_optimizer
 from kerastl.training.distributed import StrategyTrainer
 from kerastl.training.gradual import GradualUnfreezing
-from kerastl.training.lp_ft import attach_l2_sp, linear_probe_phase
+from kerastl.training.lp_ft import attach_l2_sp, linear_probe_phase, suggest_linear_probe
 from kerastl.training.micro_batch import micro_batching, resolve_micro_batch_size
 from kerastl.training.optimizers import default_loss_and_metrics, make_optimizer
 from kerastl.training.phase_steps import (
@@ -357,6 +357,7 @@ class TwoPhases:
         source = order["unshuffled"] if order else self.train
         batch_size = order["batch_size"] if order else _batch_size(self.train)
         f_train, y_train = extract_features(backbone, source, verbose=verbose)
+        suggest_linear_probe(self.model, backbone, y_train, self.o["epochs"])
         val_ds = None
         if self.val is not None:
             f_val, y_val = extract_features(backbone, self.val, verbose=verbose)

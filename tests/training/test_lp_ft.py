@@ -91,3 +91,30 @@ def test_linear_probe_needs_a_single_linear_head():
     with pytest.raises(UserInputError, match="head_init must be one of"):
         ktl.FineTuneConfig(head_init="probe")
     assert ktl.FineTuneConfig(head_init="linear_probe", head_epochs=0, epochs=0).head_init
+
+
+def test_suggest_linear_probe_only_for_few_images_per_class_of_a_softmax_head():
+    from kerastl.training.lp_ft import FEW_PER_CLASS, suggest_linear_probe
+
+    model = _model()
+    backbone = find_backbone(model)[0]
+    few = np.arange(3 * FEW_PER_CLASS) % 3  # 30 per class
+    assert suggest_linear_probe(model, backbone, few, epochs=2)
+    assert suggest_linear_probe(model, backbone, np.eye(3)[few], epochs=2)  # one-hot
+    assert not suggest_linear_probe(model, backbone, np.arange(3 * FEW_PER_CLASS + 1) % 3, 2)
+    assert not suggest_linear_probe(model, backbone, few, epochs=0)  # no phase 2 to start
+    assert not suggest_linear_probe(model, backbone, few.astype("float32"), 2)  # regression
+    hidden = _model(hidden_units=(8,))
+    assert not suggest_linear_probe(hidden, find_backbone(hidden)[0], few, 2)
+
+
+def test_a_few_shot_run_with_the_default_head_logs_the_lp_ft_hint(caplog):
+    x, y = _data(n=24)
+    train = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
+    with caplog.at_level("INFO", logger="kerastl.training.lp_ft"):
+        ktl.fine_tune(_model(), train, head_epochs=1, epochs=1, verbose=0, patience=None,
+                      cache_features=True)
+    hints = [r.getMessage() for r in caplog.records if "head_init='linear_probe'" in r.getMessage()]
+    assert hints == ["At most 8 training images per class: head_init='linear_probe' (LP-FT; "
+                     "kerastl train --head-init linear_probe) was more accurate than the default "
+                     "head at 10-30 images per class in kerastl's benchmark (+1.6 to +3.4 pp)."]
