@@ -117,7 +117,8 @@ def _add_phase_flags(p) -> None:
     p.add_argument("--head-init", default=DEFAULTS["head_init"], choices=HEAD_INITS,
                    help="phase 1: train the head for --head-epochs (random) or fit a "
                         "cross-validated logistic regression on cached features and start "
-                        "phase 2 from it (linear_probe: LP-FT) (default: %(default)s)")
+                        "phase 2 from it (linear_probe: LP-FT; more accurate with 30 or "
+                        "fewer images per class, see docs/modes.md) (default: %(default)s)")
     p.add_argument("--l2-sp", type=float, default=None, metavar="FACTOR",
                    help="phase 2: L2-SP penalty FACTOR x sum ||w - w0||^2 pulling the "
                         "unfrozen backbone weights toward their pretrained values "

@@ -100,16 +100,20 @@ def test_augmented_data_is_not_cached(caplog):
     assert "training data is augmented" in caplog.text
 
 
-def test_learns_the_toy_problem():
-    train, _, _ = _data(n=96)
+def test_learns_the_toy_problem(caplog):
+    train, _, _ = _data(n=90)  # 30 per class
     val, _, _ = _data(seed=3)
     # A frozen random backbone gives near-constant features; real weights do not.
     model = ktl.build_classifier(
         ktl.build_backbone("efficientnet_lite0", weights="imagenet", image_size=32), 3)
-    res = ktl.fine_tune(model, train, val, head_epochs=6, epochs=1, learning_rate=1e-2,
-                        verbose=0, patience=None)
+    with caplog.at_level("INFO", logger="kerastl.training.lp_ft"):
+        res = ktl.fine_tune(model, train, val, head_epochs=6, epochs=1, learning_rate=1e-2,
+                            verbose=0, patience=None)
     assert res.cached_features
     assert res.best_val_metrics["val_accuracy"] >= 0.9
+    # 30 images per class or fewer: phase 1 suggests LP-FT (tests/training/test_lp_ft.py)
+    assert [r.getMessage()[:61] for r in caplog.records if r.name == "kerastl.training.lp_ft"] == [
+        "At most 30 training images per class: head_init='linear_probe"]
 
 
 def test_argument_errors():

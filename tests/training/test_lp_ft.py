@@ -107,14 +107,3 @@ def test_suggest_linear_probe_only_for_few_images_per_class_of_a_softmax_head():
     hidden = _model(hidden_units=(8,))
     assert not suggest_linear_probe(hidden, find_backbone(hidden)[0], few, 2)
 
-
-def test_a_few_shot_run_with_the_default_head_logs_the_lp_ft_hint(caplog):
-    x, y = _data(n=24)
-    train = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
-    with caplog.at_level("INFO", logger="kerastl.training.lp_ft"):
-        ktl.fine_tune(_model(), train, head_epochs=1, epochs=1, verbose=0, patience=None,
-                      cache_features=True)
-    hints = [r.getMessage() for r in caplog.records if "head_init='linear_probe'" in r.getMessage()]
-    assert hints == ["At most 8 training images per class: head_init='linear_probe' (LP-FT; "
-                     "kerastl train --head-init linear_probe) was more accurate than the default "
-                     "head at 10-30 images per class in kerastl's benchmark (+1.6 to +3.4 pp)."]
