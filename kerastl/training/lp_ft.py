@@ -21,6 +21,11 @@ fine-tuning at 10 / 30 / 100 images per class, clean: +2.08 / +0.10 / +0.02 pp
 against +3.38 / +1.55 / -0.68 pp with accuracy; shifted test sets: -3.93 /
 -0.53 / -1.39 pp against -1.64 / +2.48 / -2.86 pp. LP-FT is for few images
 per class, where the sharp head does better: it is kept.
+
+``regularization="l2_sp"`` (Li et al. 2018, "Explicit Inductive Bias for
+Transfer Learning with Convolutional Networks"): phase 2's loss gets
+``l2_sp * sum ||w - w0||^2`` over the unfrozen backbone weights, ``w0`` their
+values when phase 2 starts (see :func:`kerastl.regularization.add_l2_sp`).
 """
 
 from __future__ import annotations
@@ -158,7 +163,7 @@ def linear_probe_phase(runner) -> None:
              float(np.ravel(pipeline.steps[-1][1].C_)[0]),
              ", ".join(f"{k}={v:.4f}" for k, v in logs.items()))
     runner.rows.append({"epoch": 1, "phase": 1, **logs})
-    if not o["epochs"]:  # the probe is the result; else the result is fine-tuned from it
+    if runner.first_competing_row() == 0:  # the probe is the result (no phase 2)
         runner.best.on_epoch_end(0, logs)
     runner.timings["phase1"] = time.perf_counter() - start
     runner.phase1_epochs = len(runner.rows)

@@ -298,12 +298,12 @@ class TwoPhases:
         if not self.model.compiled:
             self.compile(self.model, self.o["learning_rate"])
         return FineTuneResult(model=self.model, history=_merge(self.rows),
-                              best_val_metrics=_best_row(self.rows[self._first_competing_row():],
+                              best_val_metrics=_best_row(self.rows[self.first_competing_row():],
                                                          self.monitor),
                               timings=self.timings, cached_features=self.cached,
                               resumed_from=self.resumed_from)
 
-    def _first_competing_row(self) -> int:
+    def first_competing_row(self) -> int:
         """LP-FT's probe row (the first) competes for the best epoch only when it is the result."""
         return 1 if self.o["head_init"] == "linear_probe" and self.o["epochs"] else 0
 
